@@ -1,0 +1,124 @@
+//! `pgcairn init`: create a repository.
+
+use clap::Args;
+
+use super::{GlobalOptions, password};
+use crate::chunk::{ChunkSizes, ChunkerParams};
+use crate::error::{Error, Result};
+use crate::repo::random::RandomSource;
+use crate::repo::{InitOptions, Repository};
+
+#[derive(Args, Debug, Clone)]
+#[command(after_help = "\
+Examples:
+  # A local repository, password from a file readable only by you:
+  pgcairn init --repo /backup/pgcairn --password-file ~/.pgcairn-pass
+
+  # Repository and password file named in a config file:
+  pgcairn --config /etc/pgcairn.toml init
+
+The location must be empty or not exist. Keep the password safe: without it (or another key
+added with `pgcairn key add`) the backups cannot be read by anyone, including you.")]
+pub struct InitArgs {
+    /// zstd level for new data (1-19; 0 stores uncompressed).
+    #[arg(long, default_value_t = crate::repo::DEFAULT_COMPRESSION_LEVEL, value_parser = clap::value_parser!(i32).range(0..=19))]
+    pub compression_level: i32,
+
+    /// Target pack file size, e.g. 16M.
+    #[arg(long, default_value = "16M", value_parser = parse_size)]
+    pub pack_size: u32,
+
+    /// Chunk sizes for relation files as MIN,AVG,MAX, multiples of 8K (fixed for the
+    /// repository's life).
+    #[arg(long, value_name = "MIN,AVG,MAX", value_parser = parse_sizes)]
+    pub relation_chunks: Option<ChunkSizes>,
+
+    /// Chunk sizes for WAL files as MIN,AVG,MAX.
+    #[arg(long, value_name = "MIN,AVG,MAX", value_parser = parse_sizes)]
+    pub wal_chunks: Option<ChunkSizes>,
+
+    /// Chunk sizes for other files as MIN,AVG,MAX.
+    #[arg(long, value_name = "MIN,AVG,MAX", value_parser = parse_sizes)]
+    pub other_chunks: Option<ChunkSizes>,
+}
+
+/// Parses `8K`, `16M`, `4096`.
+pub fn parse_size(text: &str) -> Result<u32, String> {
+    let text = text.trim();
+    let (digits, unit) = match text.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => text.split_at(i),
+        None => (text, ""),
+    };
+    let value: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size"))?;
+    let unit: u64 = match unit.to_ascii_uppercase().as_str() {
+        "" | "B" => 1,
+        "K" | "KIB" => 1 << 10,
+        "M" | "MIB" => 1 << 20,
+        _ => return Err(format!("{text:?}: unknown unit (use K or M)")),
+    };
+    u32::try_from(value * unit).map_err(|_| format!("{text:?} is too large"))
+}
+
+fn parse_sizes(text: &str) -> Result<ChunkSizes, String> {
+    let parts: Vec<u32> = text.split(',').map(parse_size).collect::<Result<_, _>>()?;
+    match parts[..] {
+        [min, avg, max] => Ok(ChunkSizes { min, avg, max }),
+        _ => Err(format!("{text:?}: expected MIN,AVG,MAX")),
+    }
+}
+
+pub fn run(global: &GlobalOptions, args: &InitArgs) -> Result<()> {
+    let storage = global.storage()?;
+    let defaults = ChunkerParams::default();
+    let chunker = ChunkerParams {
+        relation: args.relation_chunks.unwrap_or(defaults.relation),
+        wal: args.wal_chunks.unwrap_or(defaults.wal),
+        other: args.other_chunks.unwrap_or(defaults.other),
+    };
+    chunker.validate()?;
+    if args.pack_size < 1 << 20 {
+        return Err(Error::usage("--pack-size must be at least 1M"));
+    }
+    let password = password::for_init(global.password_file.as_deref())?;
+    let options = InitOptions {
+        chunker,
+        pack_size: args.pack_size,
+        compression_level: args.compression_level,
+        kdf: password::kdf_for_new_key()?,
+    };
+    let repo = Repository::init(storage, &password, &options, RandomSource::System)?;
+    if !global.quiet {
+        println!(
+            "created pgcairn repository {} at {}",
+            repo.config().id.short(),
+            repo.storage().location()
+        );
+        println!("first key: {}", repo.key_in_use().short());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_size("8K"), Ok(8192));
+        assert_eq!(parse_size("16M"), Ok(16 << 20));
+        assert_eq!(parse_size("100"), Ok(100));
+        assert!(parse_size("1G").is_err());
+        assert!(parse_size("x").is_err());
+        assert_eq!(
+            parse_sizes("8K,16K,64K"),
+            Ok(ChunkSizes {
+                min: 8192,
+                avg: 16384,
+                max: 65536
+            })
+        );
+        assert!(parse_sizes("8K,16K").is_err());
+    }
+}

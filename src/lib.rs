@@ -1,0 +1,13 @@
+//! pgcairn: deduplicating, encrypted, incremental-forever backups of PostgreSQL clusters.
+//!
+//! Data flows one way: `chunk` cuts files → `repo` deduplicates, compresses, encrypts
+//! (`crypto`) and packs → `storage` writes. `cli` holds one module per command.
+
+pub mod chunk;
+pub mod cli;
+pub mod crypto;
+pub mod error;
+pub mod repo;
+pub mod storage;
+
+pub use error::{Error, ErrorKind, Result};

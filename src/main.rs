@@ -1,0 +1,53 @@
+//! Command-line parsing only: hands a typed command to the library.
+
+use clap::{Parser, Subcommand};
+
+use pgcairn::cli::{self, GlobalOptions};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "pgcairn",
+    version,
+    about = "Deduplicating, encrypted, incremental-forever backups of PostgreSQL",
+    after_help = "\
+Quick start:
+  printf '%s\\n' 'a long passphrase' > ~/.pgcairn-pass && chmod 600 ~/.pgcairn-pass
+  export PGCAIRN_REPO=/backup/pgcairn PGCAIRN_PASSWORD_FILE=~/.pgcairn-pass
+  pgcairn init
+  pgcairn key list
+
+Exit codes: 0 success, 2 usage, 3 password, 4 no repository, 5 repository exists, 6 refused,
+10 damaged or tampered data, 11 unsupported format version, 12 storage error, 13 local error,
+70 internal error."
+)]
+struct Cli {
+    #[command(flatten)]
+    global: GlobalOptions,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Create a repository (refuses if anything is already at the location).
+    Init(cli::init::InitArgs),
+    /// Manage the passwords (key files) that unlock the repository.
+    #[command(subcommand)]
+    Key(cli::key::KeyCommand),
+    /// Rebuild derived data from what is on storage.
+    #[command(subcommand)]
+    Repair(cli::repair::RepairCommand),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = cli.global.resolve().and_then(|global| match &cli.command {
+        Command::Init(args) => cli::init::run(&global, args),
+        Command::Key(command) => cli::key::run(&global, command),
+        Command::Repair(command) => cli::repair::run(&global, command),
+    });
+    if let Err(err) = result {
+        eprintln!("pgcairn: error: {err}");
+        std::process::exit(err.kind().exit_code());
+    }
+}

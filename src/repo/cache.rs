@@ -1,0 +1,401 @@
+//! The local index cache: an SQLite copy of the repository's index files, mapping blob ids to
+//! packs. It is only ever a cache: on every open it is brought in step with the index files on
+//! storage, and it can be deleted at any time.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::id::{BlobId, IndexId, PackId, RepoId};
+use super::index_file::IndexFile;
+use super::pack::{BlobType, PackedBlob};
+use crate::error::{Error, Result};
+
+/// Bumped whenever the schema below changes; a cache with another version is rebuilt.
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
+CREATE TABLE index_files (num INTEGER PRIMARY KEY, id BLOB NOT NULL UNIQUE);
+CREATE TABLE packs (num INTEGER PRIMARY KEY, id BLOB NOT NULL UNIQUE, size INTEGER NOT NULL);
+-- A pack may be listed by several index files (prune rewrites them); it leaves the cache
+-- when the last one goes.
+CREATE TABLE pack_sources (
+    index_file INTEGER NOT NULL, pack INTEGER NOT NULL, PRIMARY KEY (index_file, pack)
+) WITHOUT ROWID;
+CREATE INDEX pack_sources_by_pack ON pack_sources (pack);
+-- The same blob may sit in several packs (concurrent writers); any copy will do.
+CREATE TABLE blobs (
+    id BLOB NOT NULL, type INTEGER NOT NULL, pack INTEGER NOT NULL,
+    offset INTEGER NOT NULL, stored_len INTEGER NOT NULL, raw_len INTEGER NOT NULL,
+    PRIMARY KEY (id, type, pack)
+) WITHOUT ROWID;
+CREATE INDEX blobs_by_pack ON blobs (pack);
+";
+
+/// Where a blob is stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlobLocation {
+    pub pack: PackId,
+    pub entry: PackedBlob,
+}
+
+pub struct IndexCache {
+    conn: Connection,
+}
+
+/// The default cache file of a repository: `$XDG_CACHE_HOME/pgcairn/<repo id>/index.sqlite`.
+pub fn default_path(cache_dir: Option<&Path>, repo_id: &RepoId) -> Result<PathBuf> {
+    let base = match cache_dir {
+        Some(dir) => dir.to_path_buf(),
+        None => directories::BaseDirs::new()
+            .map(|d| d.cache_dir().join("pgcairn"))
+            .ok_or_else(|| {
+                Error::local("no cache directory (set HOME, XDG_CACHE_HOME or --cache-dir)")
+            })?,
+    };
+    Ok(base.join(repo_id.to_hex()).join("index.sqlite"))
+}
+
+fn db_error(path: &Path) -> impl Fn(rusqlite::Error) -> Error + '_ {
+    move |e| Error::local(format!("index cache {}: {e}", path.display()))
+}
+
+impl IndexCache {
+    /// Opens (or creates) the cache at `path` for repository `repo_id`. A cache that cannot be
+    /// read, has another schema or belongs to another repository is deleted and recreated.
+    pub fn open(path: &Path, repo_id: &RepoId) -> Result<Self> {
+        if let Some(dir) = path.parent() {
+            create_private_dir(dir)?;
+        }
+        match Self::open_existing(path, repo_id) {
+            Ok(Some(cache)) => return Ok(cache),
+            Ok(None) => {}
+            Err(e) => eprintln!("warning: rebuilding the index cache: {e}"),
+        }
+        for suffix in ["", "-wal", "-shm"] {
+            let file = PathBuf::from(format!("{}{suffix}", path.display()));
+            match std::fs::remove_file(&file) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::local_io(e, format!("removing {}", file.display()))),
+            }
+        }
+        let conn = Connection::open(path).map_err(db_error(path))?;
+        Self::initialise(conn, repo_id).map_err(|e| e.with_context(path.display().to_string()))
+    }
+
+    /// An in-memory cache, for tests and one-shot tools.
+    pub fn in_memory(repo_id: &RepoId) -> Result<Self> {
+        Self::initialise(Connection::open_in_memory()?, repo_id)
+    }
+
+    fn open_existing(path: &Path, repo_id: &RepoId) -> Result<Option<Self>> {
+        if !path.exists() {
+            return Ok(None);
+        }
+        let conn = Connection::open(path).map_err(db_error(path))?;
+        configure(&conn)?;
+        let meta = |key: &str| -> Result<Option<Vec<u8>>> {
+            Ok(conn
+                .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+                .optional()?)
+        };
+        let version = meta("schema")?;
+        let owner = meta("repository")?;
+        if version != Some(SCHEMA_VERSION.to_le_bytes().to_vec())
+            || owner.as_deref() != Some(repo_id.as_bytes())
+        {
+            return Ok(None);
+        }
+        let check: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
+        if check != "ok" {
+            return Err(Error::local(format!(
+                "integrity check of {}: {check}",
+                path.display()
+            )));
+        }
+        Ok(Some(IndexCache { conn }))
+    }
+
+    fn initialise(conn: Connection, repo_id: &RepoId) -> Result<Self> {
+        configure(&conn)?;
+        conn.execute_batch(SCHEMA)?;
+        conn.execute(
+            "INSERT INTO meta (key, value) VALUES ('schema', ?1), ('repository', ?2)",
+            params![
+                SCHEMA_VERSION.to_le_bytes().to_vec(),
+                repo_id.as_bytes().to_vec()
+            ],
+        )?;
+        Ok(IndexCache { conn })
+    }
+
+    pub fn index_files(&self) -> Result<HashSet<IndexId>> {
+        let mut stmt = self.conn.prepare("SELECT id FROM index_files")?;
+        let rows = stmt.query_map([], |r| r.get::<_, Vec<u8>>(0))?;
+        let mut out = HashSet::new();
+        for row in rows {
+            out.insert(IndexId(to_id(&row?)?));
+        }
+        Ok(out)
+    }
+
+    /// Records one index file and everything it lists, atomically.
+    pub fn add_index_file(&mut self, id: &IndexId, file: &IndexFile) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "INSERT OR IGNORE INTO index_files (id) VALUES (?1)",
+            [id.as_bytes()],
+        )?;
+        let index_num: i64 = tx.query_row(
+            "SELECT num FROM index_files WHERE id = ?1",
+            [id.as_bytes()],
+            |r| r.get(0),
+        )?;
+        {
+            let mut add_pack =
+                tx.prepare_cached("INSERT OR IGNORE INTO packs (id, size) VALUES (?1, ?2)")?;
+            let mut pack_num = tx.prepare_cached("SELECT num FROM packs WHERE id = ?1")?;
+            let mut add_source = tx.prepare_cached(
+                "INSERT OR IGNORE INTO pack_sources (index_file, pack) VALUES (?1, ?2)",
+            )?;
+            let mut add_blob = tx.prepare_cached(
+                "INSERT OR IGNORE INTO blobs (id, type, pack, offset, stored_len, raw_len) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            for pack in &file.packs {
+                add_pack.execute(params![pack.id.as_bytes(), pack.size as i64])?;
+                let num: i64 = pack_num.query_row([pack.id.as_bytes()], |r| r.get(0))?;
+                add_source.execute(params![index_num, num])?;
+                for b in &pack.blobs {
+                    add_blob.execute(params![
+                        b.id.as_bytes(),
+                        b.blob_type.code(),
+                        num,
+                        b.offset as i64,
+                        b.stored_len,
+                        b.raw_len
+                    ])?;
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Forgets index files that are no longer on storage, and the packs only they listed.
+    pub fn remove_index_files(&mut self, ids: &[IndexId]) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        for id in ids {
+            let num: Option<i64> = tx
+                .query_row(
+                    "SELECT num FROM index_files WHERE id = ?1",
+                    [id.as_bytes()],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let Some(num) = num else { continue };
+            tx.execute("DELETE FROM pack_sources WHERE index_file = ?1", [num])?;
+            tx.execute("DELETE FROM index_files WHERE num = ?1", [num])?;
+        }
+        tx.execute_batch(
+            "CREATE TEMP TABLE orphans AS SELECT num FROM packs
+                 WHERE num NOT IN (SELECT pack FROM pack_sources);
+             DELETE FROM blobs WHERE pack IN (SELECT num FROM orphans);
+             DELETE FROM packs WHERE num IN (SELECT num FROM orphans);
+             DROP TABLE orphans;",
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Where a blob is, if any index file lists it.
+    pub fn lookup(&self, blob_type: BlobType, id: &BlobId) -> Result<Option<BlobLocation>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT p.id, b.offset, b.stored_len, b.raw_len FROM blobs b JOIN packs p ON p.num = b.pack \
+             WHERE b.id = ?1 AND b.type = ?2 LIMIT 1",
+        )?;
+        let row = stmt
+            .query_row(params![id.as_bytes(), blob_type.code()], |r| {
+                Ok((
+                    r.get::<_, Vec<u8>>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, u32>(2)?,
+                    r.get::<_, u32>(3)?,
+                ))
+            })
+            .optional()?;
+        row.map(|(pack, offset, stored_len, raw_len)| {
+            Ok(BlobLocation {
+                pack: PackId(to_id(&pack)?),
+                entry: PackedBlob {
+                    blob_type,
+                    id: *id,
+                    offset: offset as u64,
+                    stored_len,
+                    raw_len,
+                },
+            })
+        })
+        .transpose()
+    }
+
+    pub fn contains(&self, blob_type: BlobType, id: &BlobId) -> Result<bool> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT 1 FROM blobs WHERE id = ?1 AND type = ?2 LIMIT 1")?;
+        Ok(stmt.exists(params![id.as_bytes(), blob_type.code()])?)
+    }
+
+    /// Every indexed pack and its size.
+    pub fn packs(&self) -> Result<Vec<(PackId, u64)>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, size FROM packs ORDER BY id")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?)))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, size) = row?;
+            out.push((PackId(to_id(&id)?), size as u64));
+        }
+        Ok(out)
+    }
+
+    /// Every (blob, pack) entry in a canonical order: two caches of the same repository state
+    /// compare equal.
+    pub fn entries(&self) -> Result<Vec<BlobLocation>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT b.id, b.type, p.id, b.offset, b.stored_len, b.raw_len FROM blobs b \
+             JOIN packs p ON p.num = b.pack ORDER BY b.id, b.type, p.id",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, Vec<u8>>(0)?,
+                r.get::<_, u8>(1)?,
+                r.get::<_, Vec<u8>>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, u32>(4)?,
+                r.get::<_, u32>(5)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, ty, pack, offset, stored_len, raw_len) = row?;
+            out.push(BlobLocation {
+                pack: PackId(to_id(&pack)?),
+                entry: PackedBlob {
+                    blob_type: BlobType::from_code(ty)?,
+                    id: BlobId(to_id(&id)?),
+                    offset: offset as u64,
+                    stored_len,
+                    raw_len,
+                },
+            });
+        }
+        Ok(out)
+    }
+}
+
+fn configure(conn: &Connection) -> Result<()> {
+    conn.busy_timeout(Duration::from_secs(60))?;
+    // WAL journal: readers never wait for a writer; NORMAL sync is safe with WAL (a crash may
+    // lose the last transactions, which the next open re-syncs from storage). 64 MiB page cache.
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -65536;
+         PRAGMA temp_store = MEMORY; PRAGMA foreign_keys = OFF;",
+    )?;
+    Ok(())
+}
+
+fn to_id(bytes: &[u8]) -> Result<[u8; 32]> {
+    bytes
+        .try_into()
+        .map_err(|_| Error::local("index cache holds an id that is not 32 bytes"))
+}
+
+fn create_private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| Error::local_io(e, format!("creating cache directory {}", dir.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::repo::index_file::IndexedPack;
+
+    fn file(pack: u8, blobs: &[u8]) -> IndexFile {
+        IndexFile {
+            supersedes: vec![],
+            packs: vec![IndexedPack {
+                id: PackId([pack; 32]),
+                size: 1000,
+                blobs: blobs
+                    .iter()
+                    .map(|&b| PackedBlob {
+                        blob_type: BlobType::Data,
+                        id: BlobId([b; 32]),
+                        offset: 10 + u64::from(b),
+                        stored_len: 50,
+                        raw_len: 9,
+                    })
+                    .collect(),
+            }],
+        }
+    }
+
+    #[test]
+    fn add_lookup_remove() {
+        let mut cache = IndexCache::in_memory(&RepoId([0; 32])).unwrap();
+        cache
+            .add_index_file(&IndexId([1; 32]), &file(1, &[1, 2]))
+            .unwrap();
+        cache
+            .add_index_file(&IndexId([2; 32]), &file(2, &[2, 3]))
+            .unwrap();
+        let loc = cache
+            .lookup(BlobType::Data, &BlobId([1; 32]))
+            .unwrap()
+            .unwrap();
+        assert_eq!(loc.pack, PackId([1; 32]));
+        assert_eq!(loc.entry.offset, 11);
+        assert!(!cache.contains(BlobType::Tree, &BlobId([1; 32])).unwrap());
+        cache.remove_index_files(&[IndexId([1; 32])]).unwrap();
+        assert!(!cache.contains(BlobType::Data, &BlobId([1; 32])).unwrap());
+        // Blob 2 is still in pack 2, listed by the remaining index file.
+        assert!(cache.contains(BlobType::Data, &BlobId([2; 32])).unwrap());
+        assert_eq!(cache.packs().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn foreign_or_corrupt_cache_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c/index.sqlite");
+        {
+            let mut cache = IndexCache::open(&path, &RepoId([1; 32])).unwrap();
+            cache
+                .add_index_file(&IndexId([1; 32]), &file(1, &[1]))
+                .unwrap();
+        }
+        assert_eq!(
+            IndexCache::open(&path, &RepoId([1; 32]))
+                .unwrap()
+                .index_files()
+                .unwrap()
+                .len(),
+            1
+        );
+        let other = IndexCache::open(&path, &RepoId([2; 32])).unwrap();
+        assert!(other.index_files().unwrap().is_empty());
+        drop(other);
+        std::fs::write(&path, b"this is not a database").unwrap();
+        let rebuilt = IndexCache::open(&path, &RepoId([2; 32])).unwrap();
+        assert!(rebuilt.index_files().unwrap().is_empty());
+    }
+}

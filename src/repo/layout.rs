@@ -1,0 +1,34 @@
+//! Where each object lives on storage.
+
+use super::id::{IndexId, KeyId, PackId, SnapshotId};
+
+pub const CONFIG: &str = "config";
+pub const KEYS: &str = "keys";
+pub const INDEX: &str = "index";
+pub const SNAPSHOTS: &str = "snapshots";
+pub const DATA: &str = "data";
+
+pub fn key(id: &KeyId) -> String {
+    format!("{KEYS}/{id}")
+}
+
+pub fn index(id: &IndexId) -> String {
+    format!("{INDEX}/{id}")
+}
+
+pub fn snapshot(id: &SnapshotId) -> String {
+    format!("{SNAPSHOTS}/{id}")
+}
+
+/// Packs are spread over 256 directories by their first byte.
+pub fn pack(id: &PackId) -> String {
+    let hex = id.to_hex();
+    format!("{DATA}/{}/{hex}", &hex[..2])
+}
+
+/// The pack id in a name listed under `data/` (`ab/ab12…`), if it is one.
+pub fn pack_from_listing(name: &str) -> Option<PackId> {
+    let (dir, file) = name.split_once('/')?;
+    let id = PackId::from_hex(file).ok()?;
+    (id.to_hex()[..2] == *dir).then_some(id)
+}

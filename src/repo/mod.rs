@@ -1,0 +1,532 @@
+//! The repository: config, keys, packs, index, snapshots. Everything that reads or writes bytes
+//! on storage goes through here; commands never touch storage directly.
+
+pub mod cache;
+pub mod config;
+pub mod id;
+pub mod index_file;
+pub mod keyfile;
+pub mod layout;
+pub mod object;
+pub mod pack;
+pub mod random;
+pub mod snapshot;
+pub mod tree;
+
+mod packer;
+mod repair;
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use crate::chunk::{ChunkerParams, GearTable, blob_hash};
+use crate::crypto::{KdfParams, MasterKeys};
+use crate::error::{Context, Error, ErrorKind, Result};
+use crate::storage::Storage;
+
+use cache::IndexCache;
+use config::Config;
+use id::{BlobId, IndexId, KeyId, RepoId, SnapshotId, object_hash};
+use index_file::IndexFile;
+use keyfile::KeyDescription;
+use object::ObjectKind;
+use pack::BlobType;
+use random::RandomSource;
+use snapshot::Snapshot;
+
+pub use packer::Packer;
+pub use repair::RepairReport;
+
+/// Default target size of a pack file.
+pub const DEFAULT_PACK_SIZE: u32 = 16 << 20;
+/// Default zstd level.
+pub const DEFAULT_COMPRESSION_LEVEL: i32 = 3;
+
+/// Settings chosen at `init` and stored in the config object.
+#[derive(Clone, Debug)]
+pub struct InitOptions {
+    pub chunker: ChunkerParams,
+    pub pack_size: u32,
+    pub compression_level: i32,
+    pub kdf: KdfParams,
+}
+
+impl InitOptions {
+    pub fn with_kdf(kdf: KdfParams) -> Self {
+        InitOptions {
+            chunker: ChunkerParams::default(),
+            pack_size: DEFAULT_PACK_SIZE,
+            compression_level: DEFAULT_COMPRESSION_LEVEL,
+            kdf,
+        }
+    }
+}
+
+/// One key file, as `key list` shows it.
+#[derive(Clone, Debug)]
+pub struct KeyInfo {
+    pub id: KeyId,
+    pub description: Result<KeyDescription, String>,
+    pub in_use: bool,
+}
+
+/// An open repository: its config and master keys are known.
+pub struct Repository {
+    storage: Storage,
+    config: Config,
+    keys: MasterKeys,
+    key_in_use: KeyId,
+    random: RandomSource,
+}
+
+/// An open repository whose index cache is in step with storage: blobs can be read and
+/// deduplicated.
+pub struct IndexedRepository {
+    repo: Repository,
+    cache: IndexCache,
+}
+
+impl std::ops::Deref for IndexedRepository {
+    type Target = Repository;
+    fn deref(&self) -> &Repository {
+        &self.repo
+    }
+}
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn this_host() -> KeyDescription {
+    KeyDescription {
+        created: now_secs(),
+        hostname: gethostname::gethostname().to_string_lossy().into_owned(),
+        username: std::env::var("USER").unwrap_or_default(),
+    }
+}
+
+/// Reads an object named by its content hash and checks the name.
+fn read_named(storage: &Storage, path: &str, name: &[u8; 32], what: &str) -> Result<Vec<u8>> {
+    let bytes = storage.read(path)?;
+    if object_hash(&bytes) != *name {
+        return Err(Error::integrity(format!(
+            "{what} {path}: content does not match its name (damaged or replaced)"
+        )));
+    }
+    Ok(bytes)
+}
+
+impl Repository {
+    /// Creates a repository in an empty location and returns it opened with its first key.
+    pub fn init(
+        storage: Storage,
+        password: &[u8],
+        options: &InitOptions,
+        random: RandomSource,
+    ) -> Result<Repository> {
+        options.chunker.validate()?;
+        if !storage.is_empty()? {
+            let what = if storage.exists(layout::CONFIG)? {
+                "a repository already exists"
+            } else {
+                "the location is not empty"
+            };
+            return Err(Error::new(
+                ErrorKind::RepositoryExists,
+                format!(
+                    "{what} at {}; refusing to initialise over it",
+                    storage.location()
+                ),
+            ));
+        }
+        let (keys, config, key_bytes, config_bytes) = {
+            let mut rng = random.rng();
+            let keys = MasterKeys::random(&mut rng);
+            let mut repo_id = [0u8; 32];
+            rand::RngCore::fill_bytes(&mut rng, &mut repo_id);
+            let config = Config {
+                version: u32::from(object::FORMAT_VERSION),
+                id: RepoId(repo_id),
+                created: now_secs(),
+                chunker: options.chunker,
+                pack_size: options.pack_size,
+                compression_level: options.compression_level,
+            };
+            let key_bytes = keyfile::create(
+                password,
+                options.kdf,
+                config.id,
+                &keys,
+                &this_host(),
+                &mut rng,
+            )?;
+            let config_bytes = object::seal_object(
+                ObjectKind::Config,
+                &keys.data,
+                &object::encode(&config),
+                3,
+                &mut rng,
+            )?;
+            (keys, config, key_bytes, config_bytes)
+        };
+        let key_id = KeyId(object_hash(&key_bytes));
+        // The key first: a repository exists once its config does, and then it can be opened.
+        storage.write(&layout::key(&key_id), key_bytes)?;
+        storage.write(layout::CONFIG, config_bytes)?;
+        Ok(Repository {
+            storage,
+            config,
+            keys,
+            key_in_use: key_id,
+            random,
+        })
+    }
+
+    /// Opens a repository with a password, trying each key file.
+    pub fn open(storage: Storage, password: &[u8]) -> Result<Repository> {
+        Self::open_with_random(storage, password, RandomSource::System)
+    }
+
+    pub fn open_with_random(
+        storage: Storage,
+        password: &[u8],
+        random: RandomSource,
+    ) -> Result<Repository> {
+        let Some(config_bytes) = storage.read_optional(layout::CONFIG)? else {
+            return Err(Error::new(
+                ErrorKind::NoRepository,
+                format!(
+                    "no pgcairn repository at {} (run `pgcairn init`)",
+                    storage.location()
+                ),
+            ));
+        };
+        // Refuse a newer format before asking for anything else.
+        object::strip_header(ObjectKind::Config, &config_bytes).context("config")?;
+        let names = storage.list(layout::KEYS)?;
+        if names.is_empty() {
+            return Err(Error::integrity(format!(
+                "repository at {} has no key files (keys/ is empty)",
+                storage.location()
+            )));
+        }
+        let mut damaged = Vec::new();
+        for name in &names {
+            let path = format!("{}/{name}", layout::KEYS);
+            let id = match KeyId::from_hex(name) {
+                Ok(id) => id,
+                Err(_) => continue,
+            };
+            let parsed = read_named(&storage, &path, &id.0, "key file")
+                .and_then(|bytes| keyfile::parse(&bytes).context(format!("key file {path}")));
+            let file = match parsed {
+                Ok(file) => file,
+                Err(e) if e.kind() == ErrorKind::Integrity => {
+                    damaged.push(e.to_string());
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let (repo_id, keys) = match keyfile::unlock(&file, password) {
+                Ok(unlocked) => unlocked,
+                Err(e) if e.kind() == ErrorKind::Password => continue,
+                Err(e) => return Err(e.with_context(format!("key file {path}"))),
+            };
+            let plain = object::open_object(ObjectKind::Config, &keys.data, &config_bytes)
+                .context("config")?;
+            let config: Config = object::decode(&plain, "config")?;
+            if config.id != repo_id {
+                return Err(Error::integrity(format!(
+                    "key file {path} belongs to repository {}, but the config is of {}",
+                    repo_id.short(),
+                    config.id.short()
+                )));
+            }
+            if config.version != u32::from(object::FORMAT_VERSION) {
+                return Err(Error::new(
+                    ErrorKind::UnsupportedFormat,
+                    format!("config declares format version {}", config.version),
+                ));
+            }
+            config.chunker.validate().context("config")?;
+            return Ok(Repository {
+                storage,
+                config,
+                keys,
+                key_in_use: id,
+                random,
+            });
+        }
+        let mut message = format!(
+            "wrong password: none of the {} key files of the repository at {} opens with it",
+            names.len(),
+            storage.location()
+        );
+        for d in damaged {
+            message.push_str(&format!("\n  damaged: {d}"));
+        }
+        Err(Error::new(ErrorKind::Password, message))
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn storage(&self) -> &Storage {
+        &self.storage
+    }
+
+    pub fn key_in_use(&self) -> KeyId {
+        self.key_in_use
+    }
+
+    pub fn gear_table(&self) -> GearTable {
+        GearTable::derive(&self.keys.chunker)
+    }
+
+    /// The id a blob with this content has in this repository.
+    pub fn blob_id(&self, data: &[u8]) -> BlobId {
+        BlobId(blob_hash(&self.keys.chunk_id, data))
+    }
+
+    /// Adds a key file for another password; returns its id.
+    pub fn add_key(&self, password: &[u8], kdf: KdfParams) -> Result<KeyId> {
+        let bytes = keyfile::create(
+            password,
+            kdf,
+            self.config.id,
+            &self.keys,
+            &this_host(),
+            &mut self.random.rng(),
+        )?;
+        let id = KeyId(object_hash(&bytes));
+        self.storage.write(&layout::key(&id), bytes)?;
+        Ok(id)
+    }
+
+    pub fn list_keys(&self) -> Result<Vec<KeyInfo>> {
+        let mut out = Vec::new();
+        for name in self.storage.list(layout::KEYS)? {
+            let Ok(id) = KeyId::from_hex(&name) else {
+                continue;
+            };
+            let description = read_named(&self.storage, &layout::key(&id), &id.0, "key file")
+                .and_then(|bytes| keyfile::parse(&bytes))
+                .and_then(|file| keyfile::describe(&file, &self.keys.data))
+                .map_err(|e| e.to_string());
+            out.push(KeyInfo {
+                id,
+                description,
+                in_use: id == self.key_in_use,
+            });
+        }
+        out.sort_by_key(|k| {
+            (
+                k.description
+                    .as_ref()
+                    .map(|d| d.created)
+                    .unwrap_or(i64::MAX),
+                k.id,
+            )
+        });
+        Ok(out)
+    }
+
+    /// Finds a key by a unique prefix of its id.
+    pub fn find_key(&self, prefix: &str) -> Result<KeyId> {
+        find_by_prefix(self.storage.list(layout::KEYS)?, prefix, "key")
+            .and_then(|name| KeyId::from_hex(&name))
+    }
+
+    /// Removes a key file. Refuses the key in use (which would lock this session out) and the
+    /// last key (which would lock everyone out).
+    pub fn remove_key(&self, id: &KeyId) -> Result<()> {
+        if *id == self.key_in_use {
+            return Err(Error::new(
+                ErrorKind::Refused,
+                format!(
+                    "key {} is the one this command was opened with; open the repository with \
+                     another password to remove it (or use `key passwd` to change it)",
+                    id.short()
+                ),
+            ));
+        }
+        let keys = self.storage.list(layout::KEYS)?;
+        if !keys.iter().any(|k| *k == id.to_hex()) {
+            return Err(Error::usage(format!(
+                "no key {} in this repository",
+                id.short()
+            )));
+        }
+        if keys.len() <= 1 {
+            return Err(Error::new(
+                ErrorKind::Refused,
+                "refusing to remove the last key",
+            ));
+        }
+        self.storage.delete(&layout::key(id))
+    }
+
+    /// Replaces the key in use by one for `new_password`. The new key is durable before the
+    /// old one is deleted, so a crash leaves at least one working key.
+    pub fn change_password(&mut self, new_password: &[u8], kdf: KdfParams) -> Result<KeyId> {
+        let old = self.key_in_use;
+        let new = self.add_key(new_password, kdf)?;
+        self.storage.delete(&layout::key(&old))?;
+        self.key_in_use = new;
+        Ok(new)
+    }
+
+    fn seal(&self, kind: ObjectKind, plaintext: &[u8]) -> Result<Vec<u8>> {
+        object::seal_object(kind, &self.keys.data, plaintext, 3, &mut self.random.rng())
+    }
+
+    fn open_named(&self, kind: ObjectKind, path: &str, name: &[u8; 32]) -> Result<Vec<u8>> {
+        let bytes = read_named(&self.storage, path, name, kind.name())?;
+        object::open_object(kind, &self.keys.data, &bytes)
+            .with_context(|| format!("{} {path}", kind.name()))
+    }
+
+    pub fn save_snapshot(&self, snapshot: &Snapshot) -> Result<SnapshotId> {
+        let bytes = self.seal(ObjectKind::Snapshot, &object::encode(snapshot))?;
+        let id = SnapshotId(object_hash(&bytes));
+        self.storage.write(&layout::snapshot(&id), bytes)?;
+        Ok(id)
+    }
+
+    pub fn load_snapshot(&self, id: &SnapshotId) -> Result<Snapshot> {
+        let path = layout::snapshot(id);
+        let plain = self.open_named(ObjectKind::Snapshot, &path, &id.0)?;
+        object::decode(&plain, "snapshot").with_context(|| path.clone())
+    }
+
+    pub fn list_snapshots(&self) -> Result<Vec<SnapshotId>> {
+        self.list_ids(layout::SNAPSHOTS, SnapshotId::from_hex)
+    }
+
+    pub fn list_index_files(&self) -> Result<Vec<IndexId>> {
+        self.list_ids(layout::INDEX, IndexId::from_hex)
+    }
+
+    /// Ids of the objects in `dir`; names that are not ids are ignored (and reported by verify).
+    fn list_ids<T>(&self, dir: &str, parse: impl Fn(&str) -> Result<T>) -> Result<Vec<T>> {
+        Ok(self
+            .storage
+            .list(dir)?
+            .iter()
+            .filter_map(|n| parse(n).ok())
+            .collect())
+    }
+
+    pub fn save_index_file(&self, file: &IndexFile) -> Result<IndexId> {
+        let bytes = self.seal(ObjectKind::Index, &object::encode(file))?;
+        let id = IndexId(object_hash(&bytes));
+        self.storage.write(&layout::index(&id), bytes)?;
+        Ok(id)
+    }
+
+    pub fn load_index_file(&self, id: &IndexId) -> Result<IndexFile> {
+        let path = layout::index(id);
+        let plain = self.open_named(ObjectKind::Index, &path, &id.0)?;
+        object::decode(&plain, "index file").with_context(|| path.clone())
+    }
+
+    /// Opens the index cache (at `cache_dir`, or the user's cache directory) and brings it in
+    /// step with the index files on storage.
+    pub fn load_index(self, cache_dir: Option<&Path>) -> Result<IndexedRepository> {
+        let path = cache::default_path(cache_dir, &self.config.id)?;
+        let cache = IndexCache::open(&path, &self.config.id)?;
+        let mut indexed = IndexedRepository { repo: self, cache };
+        indexed.sync_cache()?;
+        Ok(indexed)
+    }
+
+    /// Loads the index into a cache in memory (nothing written locally).
+    pub fn load_index_in_memory(self) -> Result<IndexedRepository> {
+        let cache = IndexCache::in_memory(&self.config.id)?;
+        let mut indexed = IndexedRepository { repo: self, cache };
+        indexed.sync_cache()?;
+        Ok(indexed)
+    }
+}
+
+impl IndexedRepository {
+    /// Adds index files that appeared on storage, forgets those that vanished.
+    pub fn sync_cache(&mut self) -> Result<()> {
+        let on_storage: HashSet<IndexId> = self.repo.list_index_files()?.into_iter().collect();
+        let cached = self.cache.index_files()?;
+        let gone: Vec<IndexId> = cached.difference(&on_storage).copied().collect();
+        self.cache.remove_index_files(&gone)?;
+        for id in on_storage.difference(&cached) {
+            let file = self.repo.load_index_file(id)?;
+            self.cache.add_index_file(id, &file)?;
+        }
+        Ok(())
+    }
+
+    pub fn cache(&self) -> &IndexCache {
+        &self.cache
+    }
+
+    pub fn into_repository(self) -> Repository {
+        self.repo
+    }
+
+    /// Reads a blob, checking that its content hashes to its id.
+    pub fn read_blob(&self, blob_type: BlobType, id: &BlobId) -> Result<Vec<u8>> {
+        let loc = self.cache.lookup(blob_type, id)?.ok_or_else(|| {
+            Error::integrity(format!("{blob_type:?} blob {id} is not in any index file"))
+        })?;
+        let path = layout::pack(&loc.pack);
+        let envelope = self
+            .storage
+            .read_range(&path, loc.entry.offset, u64::from(loc.entry.stored_len))
+            .with_context(|| format!("pack {path}"))?;
+        let data = pack::open_blob(&self.keys.data, &loc.entry, &envelope)
+            .with_context(|| format!("pack {path}"))?;
+        if self.blob_id(&data) != *id {
+            return Err(Error::integrity(format!(
+                "pack {path}: {blob_type:?} blob {id} decrypts to content with another id"
+            )));
+        }
+        Ok(data)
+    }
+
+    pub fn load_tree(&self, id: &BlobId) -> Result<tree::Tree> {
+        object::decode(&self.read_blob(BlobType::Tree, id)?, "tree")
+            .with_context(|| format!("tree {id}"))
+    }
+
+    pub fn load_chunk_list(&self, id: &BlobId) -> Result<tree::ChunkList> {
+        object::decode(&self.read_blob(BlobType::ChunkList, id)?, "chunk list")
+            .with_context(|| format!("chunk list {id}"))
+    }
+
+    /// Starts writing blobs into new packs.
+    pub fn packer(&mut self) -> Packer<'_> {
+        Packer::new(self)
+    }
+}
+
+/// The one name in `names` that starts with `prefix`.
+fn find_by_prefix(names: Vec<String>, prefix: &str, what: &str) -> Result<String> {
+    let matches: Vec<String> = names
+        .into_iter()
+        .filter(|n| n.starts_with(prefix))
+        .collect();
+    match matches.len() {
+        1 => Ok(matches.into_iter().next().expect("len 1")),
+        0 => Err(Error::usage(format!("no {what} id starts with {prefix:?}"))),
+        n => Err(Error::usage(format!(
+            "{n} {what} ids start with {prefix:?}; give more digits"
+        ))),
+    }
+}
+
+/// The default location of per-repository local state, for messages.
+pub fn default_cache_root() -> Option<PathBuf> {
+    directories::BaseDirs::new().map(|d| d.cache_dir().join("pgcairn"))
+}

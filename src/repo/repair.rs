@@ -1,0 +1,105 @@
+//! `repair index`: rebuild the local cache from the index files, then index every pack no
+//! index file lists, from the pack's own header.
+
+use std::collections::HashSet;
+
+use super::id::PackId;
+use super::index_file::{IndexFile, IndexedPack};
+use super::{IndexedRepository, layout, pack};
+use crate::error::{Context, Result};
+
+/// Packs indexed per new index file.
+const PACKS_PER_INDEX_FILE: usize = 256;
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RepairReport {
+    pub index_files: usize,
+    pub packs_on_storage: usize,
+    pub packs_reindexed: usize,
+    pub blobs_reindexed: usize,
+    pub new_index_files: usize,
+    /// Packs whose header could not be read, with the reason; left alone.
+    pub damaged_packs: Vec<(PackId, String)>,
+}
+
+impl IndexedRepository {
+    /// Re-reads every index file, then writes index files for packs none of them lists.
+    /// `progress` is called with (packs examined, packs to examine).
+    pub fn repair_index(&mut self, mut progress: impl FnMut(usize, usize)) -> Result<RepairReport> {
+        let cached: Vec<_> = self.cache.index_files()?.into_iter().collect();
+        self.cache.remove_index_files(&cached)?;
+        self.sync_cache()?;
+        let index_files = self.cache.index_files()?.len();
+
+        let indexed: HashSet<PackId> = self.cache.packs()?.into_iter().map(|(id, _)| id).collect();
+        let on_storage: Vec<PackId> = self
+            .storage
+            .list(layout::DATA)?
+            .iter()
+            .filter_map(|name| layout::pack_from_listing(name))
+            .collect();
+        let orphans: Vec<PackId> = on_storage
+            .iter()
+            .filter(|id| !indexed.contains(id))
+            .copied()
+            .collect();
+
+        let mut report = RepairReport {
+            index_files,
+            packs_on_storage: on_storage.len(),
+            ..RepairReport::default()
+        };
+        let mut batch = Vec::new();
+        for (n, id) in orphans.iter().enumerate() {
+            progress(n, orphans.len());
+            match self.read_pack_header(id) {
+                Ok(pack) => {
+                    report.packs_reindexed += 1;
+                    report.blobs_reindexed += pack.blobs.len();
+                    batch.push(pack);
+                }
+                Err(e) => report.damaged_packs.push((*id, e.to_string())),
+            }
+            if batch.len() >= PACKS_PER_INDEX_FILE {
+                self.write_recovered(std::mem::take(&mut batch))?;
+                report.new_index_files += 1;
+            }
+        }
+        progress(orphans.len(), orphans.len());
+        if !batch.is_empty() {
+            self.write_recovered(batch)?;
+            report.new_index_files += 1;
+        }
+        Ok(report)
+    }
+
+    /// Reads a pack's header from its tail (two range reads, whatever the pack's size).
+    pub fn read_pack_header(&self, id: &PackId) -> Result<IndexedPack> {
+        let path = layout::pack(id);
+        let describe = || format!("pack {path}");
+        let size = self.storage.size(&path).with_context(describe)?;
+        let trailer = self
+            .storage
+            .read_range(&path, size.saturating_sub(4), 4.min(size))?;
+        let span = pack::header_span(size, &trailer).with_context(describe)?;
+        let tail = self
+            .storage
+            .read_range(&path, size - span, span)
+            .with_context(describe)?;
+        let header = pack::decode_header(&self.keys.data, size, &tail).with_context(describe)?;
+        Ok(IndexedPack {
+            id: *id,
+            size,
+            blobs: header.blobs,
+        })
+    }
+
+    fn write_recovered(&mut self, packs: Vec<IndexedPack>) -> Result<()> {
+        let file = IndexFile {
+            supersedes: Vec::new(),
+            packs,
+        };
+        let id = self.save_index_file(&file)?;
+        self.cache.add_index_file(&id, &file)
+    }
+}

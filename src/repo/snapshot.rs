@@ -1,0 +1,50 @@
+//! Snapshot objects: the root of one backup, with what PostgreSQL said about it.
+
+use serde::{Deserialize, Serialize};
+
+use super::id::{BlobId, SnapshotId};
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// Version of the pgcairn that wrote it, for diagnostics.
+    pub program_version: String,
+    /// Start and end of the backup, nanoseconds since the Unix epoch.
+    pub started_ns: i64,
+    pub finished_ns: i64,
+    pub hostname: String,
+    pub tags: Vec<String>,
+    /// The snapshot whose file metadata this one was compared against.
+    pub parent: Option<SnapshotId>,
+    /// The data directory's root entries, split across tree blobs.
+    pub root: Vec<BlobId>,
+    pub postgres: Option<PostgresBackup>,
+    pub summary: Summary,
+}
+
+/// What the server reported for one non-exclusive low-level backup.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PostgresBackup {
+    /// `server_version_num`, e.g. 150008.
+    pub server_version_num: u32,
+    pub system_identifier: u64,
+    pub timeline: u32,
+    pub start_lsn: u64,
+    pub stop_lsn: u64,
+    /// Returned by the backup stop function, byte for byte.
+    pub backup_label: Vec<u8>,
+    pub tablespace_map: Option<Vec<u8>>,
+    pub data_checksums: bool,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    pub files: u64,
+    pub dirs: u64,
+    /// Bytes of file content in the snapshot.
+    pub logical_bytes: u64,
+    /// Bytes read from disk (files taken unchanged from the parent are not read).
+    pub read_bytes: u64,
+    /// Blobs and stored bytes (after dedup, compression, encryption) this backup added.
+    pub new_blobs: u64,
+    pub new_stored_bytes: u64,
+}

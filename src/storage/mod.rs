@@ -1,0 +1,270 @@
+//! Storage through OpenDAL: an operator built from a repository URL, with the guarantees the
+//! repository relies on: a write is atomic (never visible half-done) and durable once it
+//! returns (file and directory fsynced on the local filesystem).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use opendal::{ErrorKind as DalKind, Operator, blocking, options, services};
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// Name of the directory, inside a local repository, where writes are staged before the rename
+/// that publishes them.
+const STAGING_DIR: &str = ".staging";
+
+pub struct Storage {
+    op: blocking::Operator,
+    /// Keeps the runtime that drives OpenDAL alive as long as the operator.
+    _runtime: Arc<tokio::runtime::Runtime>,
+    /// Root directory for the local filesystem backend, to fsync directories.
+    local_root: Option<PathBuf>,
+    location: String,
+}
+
+impl std::fmt::Debug for Storage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Storage({})", self.location)
+    }
+}
+
+fn runtime() -> Result<Arc<tokio::runtime::Runtime>> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("pgcairn-io")
+        .enable_all()
+        .build()
+        .map(Arc::new)
+        .map_err(|e| Error::local(format!("cannot start the I/O runtime: {e}")))
+}
+
+impl Storage {
+    /// Opens the storage a repository URL names: a plain path (or `file://`) is a local
+    /// directory; `memory://` is an in-process store for tests.
+    pub fn open(url: &str) -> Result<Self> {
+        if url == "memory://" {
+            return Self::memory();
+        }
+        if let Some((scheme, _)) = url.split_once("://")
+            && scheme != "file"
+        {
+            return Err(Error::usage(format!(
+                "repository URL {url:?}: the {scheme}:// backend is not available in this build; \
+                 use a local directory path"
+            )));
+        }
+        let path = url.strip_prefix("file://").unwrap_or(url);
+        if path.is_empty() {
+            return Err(Error::usage("repository path is empty"));
+        }
+        Self::local(Path::new(path))
+    }
+
+    pub fn local(path: &Path) -> Result<Self> {
+        let root = std::path::absolute(path)
+            .map_err(|e| Error::local_io(e, format!("repository path {}", path.display())))?;
+        let staging = root.join(STAGING_DIR);
+        let builder = services::Fs::default()
+            .root(&root.to_string_lossy())
+            .atomic_write_dir(&staging.to_string_lossy());
+        let op = Operator::new(builder)
+            .map_err(|e| storage_error(e, "opening", &root.to_string_lossy()))?;
+        Self::with_operator(op, Some(root.clone()), root.display().to_string())
+    }
+
+    pub fn memory() -> Result<Self> {
+        let op = Operator::new(services::Memory::default())
+            .map_err(|e| storage_error(e, "opening", "memory://"))?;
+        Self::with_operator(op, None, "memory://".into())
+    }
+
+    fn with_operator(op: Operator, local_root: Option<PathBuf>, location: String) -> Result<Self> {
+        let runtime = runtime()?;
+        let op = {
+            let _guard = runtime.enter();
+            blocking::Operator::new(op).map_err(|e| storage_error(e, "opening", &location))?
+        };
+        Ok(Storage {
+            op,
+            _runtime: runtime,
+            local_root,
+            location,
+        })
+    }
+
+    /// Where this storage is, for messages.
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    /// Reads a whole object. A missing object is `Ok(None)`.
+    pub fn read_optional(&self, path: &str) -> Result<Option<Vec<u8>>> {
+        match self.op.read(path) {
+            Ok(buf) => Ok(Some(buf.to_vec())),
+            Err(e) if e.kind() == DalKind::NotFound => Ok(None),
+            Err(e) => Err(storage_error(e, "reading", path)),
+        }
+    }
+
+    /// Reads a whole object that must exist.
+    pub fn read(&self, path: &str) -> Result<Vec<u8>> {
+        self.read_optional(path)?
+            .ok_or_else(|| Error::integrity(format!("{path} is missing from the repository")))
+    }
+
+    /// Reads `len` bytes at `offset`; fewer bytes than asked is an integrity error.
+    pub fn read_range(&self, path: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
+        let opts = options::ReadOptions {
+            range: (offset..offset + len).into(),
+            ..Default::default()
+        };
+        let buf = self
+            .op
+            .read_options(path, opts)
+            .map_err(|e| storage_error(e, "reading", path))?;
+        if buf.len() as u64 != len {
+            return Err(Error::integrity(format!(
+                "{path}: asked for {len} bytes at offset {offset}, got {} (truncated)",
+                buf.len()
+            )));
+        }
+        Ok(buf.to_vec())
+    }
+
+    pub fn size(&self, path: &str) -> Result<u64> {
+        let meta = self
+            .op
+            .stat(path)
+            .map_err(|e| storage_error(e, "inspecting", path))?;
+        Ok(meta.content_length())
+    }
+
+    pub fn exists(&self, path: &str) -> Result<bool> {
+        self.op
+            .exists(path)
+            .map_err(|e| storage_error(e, "inspecting", path))
+    }
+
+    /// Writes an object atomically and durably: when this returns, the object is complete
+    /// and survives a crash; before, it is not visible under its name.
+    pub fn write(&self, path: &str, bytes: Vec<u8>) -> Result<()> {
+        self.op
+            .write(path, bytes)
+            .map_err(|e| storage_error(e, "writing", path))?;
+        if let Some(root) = &self.local_root {
+            sync_parents(root, path)?;
+        }
+        Ok(())
+    }
+
+    /// Names of the objects under `dir` (recursively), relative to `dir`.
+    pub fn list(&self, dir: &str) -> Result<Vec<String>> {
+        let dir = format!("{}/", dir.trim_end_matches('/'));
+        let opts = options::ListOptions {
+            recursive: true,
+            ..Default::default()
+        };
+        let entries = match self.op.list_options(&dir, opts) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == DalKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(storage_error(e, "listing", &dir)),
+        };
+        Ok(entries
+            .into_iter()
+            .filter(|e| e.metadata().is_file())
+            .filter_map(|e| e.path().strip_prefix(&dir).map(str::to_owned))
+            .collect())
+    }
+
+    /// True when nothing at all is stored at this location (staging leftovers aside).
+    pub fn is_empty(&self) -> Result<bool> {
+        let opts = options::ListOptions {
+            recursive: true,
+            ..Default::default()
+        };
+        match self.op.list_options("/", opts) {
+            Ok(entries) => Ok(!entries.iter().any(|e| {
+                e.metadata().is_file() && !e.path().starts_with(&format!("{STAGING_DIR}/"))
+            })),
+            Err(e) if e.kind() == DalKind::NotFound => Ok(true),
+            Err(e) => Err(storage_error(e, "listing", "/")),
+        }
+    }
+
+    pub fn delete(&self, path: &str) -> Result<()> {
+        self.op
+            .delete(path)
+            .map_err(|e| storage_error(e, "deleting", path))?;
+        if let Some(root) = &self.local_root {
+            sync_parents(root, path)?;
+        }
+        Ok(())
+    }
+}
+
+/// fsyncs every directory from the object's parent up to the root, so the rename that
+/// published it (and any directory created for it) survives a crash.
+fn sync_parents(root: &Path, path: &str) -> Result<()> {
+    let mut dir = root.join(path);
+    while dir.pop() && dir.starts_with(root) {
+        std::fs::File::open(&dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| Error::new(ErrorKind::Storage, format!("fsync {}: {e}", dir.display())))?;
+    }
+    Ok(())
+}
+
+fn storage_error(err: opendal::Error, doing: &str, path: &str) -> Error {
+    let kind = match err.kind() {
+        DalKind::ConfigInvalid => ErrorKind::Usage,
+        _ => ErrorKind::Storage,
+    };
+    Error::new(kind, format!("{doing} {path}: {err}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exercise(storage: &Storage) {
+        assert!(storage.is_empty().unwrap());
+        assert_eq!(storage.read_optional("a/b").unwrap(), None);
+        storage.write("a/b", b"hello".to_vec()).unwrap();
+        storage.write("a/c/d", b"x".to_vec()).unwrap();
+        assert!(!storage.is_empty().unwrap());
+        assert_eq!(storage.read("a/b").unwrap(), b"hello");
+        assert_eq!(storage.read_range("a/b", 1, 3).unwrap(), b"ell");
+        assert!(storage.read_range("a/b", 3, 5).is_err());
+        assert_eq!(storage.size("a/b").unwrap(), 5);
+        let mut names = storage.list("a").unwrap();
+        names.sort();
+        assert_eq!(names, vec!["b".to_string(), "c/d".to_string()]);
+        storage.delete("a/b").unwrap();
+        assert!(!storage.exists("a/b").unwrap());
+        assert!(storage.list("nothing").unwrap().is_empty());
+    }
+
+    #[test]
+    fn memory_backend_behaves() {
+        exercise(&Storage::memory().unwrap());
+    }
+
+    #[test]
+    fn local_backend_behaves_and_leaves_no_staging_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::open(dir.path().to_str().unwrap()).unwrap();
+        exercise(&storage);
+        let staged = std::fs::read_dir(dir.path().join(STAGING_DIR))
+            .map(|d| d.count())
+            .unwrap_or(0);
+        assert_eq!(staged, 0);
+    }
+
+    #[test]
+    fn unknown_scheme_is_a_usage_error() {
+        assert_eq!(
+            Storage::open("gopher://x/y").unwrap_err().kind(),
+            ErrorKind::Usage
+        );
+    }
+}
