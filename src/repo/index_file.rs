@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::object::{ObjectKind, SealedObject};
+
 use super::id::{IndexId, PackId};
 use super::pack::PackedBlob;
 
@@ -20,4 +22,8 @@ pub struct IndexFile {
     /// this one is durable).
     pub supersedes: Vec<IndexId>,
     pub packs: Vec<IndexedPack>,
+}
+
+impl SealedObject for IndexFile {
+    const KIND: ObjectKind = ObjectKind::Index;
 }

@@ -29,7 +29,7 @@ use config::Config;
 use id::{BlobId, IndexId, KeyId, RepoId, SnapshotId, object_hash};
 use index_file::IndexFile;
 use keyfile::KeyDescription;
-use object::ObjectKind;
+use object::{ObjectKind, SealedObject};
 use pack::BlobType;
 use random::RandomSource;
 use snapshot::Snapshot;
@@ -235,9 +235,7 @@ impl Repository {
                 Err(e) if e.kind() == ErrorKind::Password => continue,
                 Err(e) => return Err(e.with_context(format!("key file {path}"))),
             };
-            let plain = object::open_object(ObjectKind::Config, &keys.data, &config_bytes)
-                .context("config")?;
-            let config: Config = object::decode(&plain, "config")?;
+            let config = Config::open(&keys.data, &config_bytes).context("config")?;
             if config.id != repo_id {
                 return Err(Error::integrity(format!(
                     "key file {path} belongs to repository {}, but the config is of {}",
@@ -245,13 +243,7 @@ impl Repository {
                     config.id.short()
                 )));
             }
-            if config.version != u32::from(object::FORMAT_VERSION) {
-                return Err(Error::new(
-                    ErrorKind::UnsupportedFormat,
-                    format!("config declares format version {}", config.version),
-                ));
-            }
-            config.chunker.validate().context("config")?;
+            config.validate()?;
             return Ok(Repository {
                 storage,
                 config,
@@ -380,27 +372,31 @@ impl Repository {
         Ok(new)
     }
 
-    fn seal(&self, kind: ObjectKind, plaintext: &[u8]) -> Result<Vec<u8>> {
-        object::seal_object(kind, &self.keys.data, plaintext, 3, &mut self.random.rng())
+    /// Seals and writes an object under the name of its content hash.
+    fn save_object<T: SealedObject>(
+        &self,
+        value: &T,
+        path: impl Fn(&[u8; 32]) -> String,
+    ) -> Result<[u8; 32]> {
+        let bytes = value.seal(&self.keys.data, &mut self.random.rng())?;
+        let name = object_hash(&bytes);
+        self.storage.write(&path(&name), bytes)?;
+        Ok(name)
     }
 
-    fn open_named(&self, kind: ObjectKind, path: &str, name: &[u8; 32]) -> Result<Vec<u8>> {
-        let bytes = read_named(&self.storage, path, name, kind.name())?;
-        object::open_object(kind, &self.keys.data, &bytes)
-            .with_context(|| format!("{} {path}", kind.name()))
+    /// Reads an object named by its content hash, checks the name and opens it.
+    fn load_object<T: SealedObject>(&self, path: &str, name: &[u8; 32]) -> Result<T> {
+        let bytes = read_named(&self.storage, path, name, T::KIND.name())?;
+        T::open(&self.keys.data, &bytes).with_context(|| format!("{} {path}", T::KIND.name()))
     }
 
     pub fn save_snapshot(&self, snapshot: &Snapshot) -> Result<SnapshotId> {
-        let bytes = self.seal(ObjectKind::Snapshot, &object::encode(snapshot))?;
-        let id = SnapshotId(object_hash(&bytes));
-        self.storage.write(&layout::snapshot(&id), bytes)?;
-        Ok(id)
+        self.save_object(snapshot, |name| layout::snapshot(&SnapshotId(*name)))
+            .map(SnapshotId)
     }
 
     pub fn load_snapshot(&self, id: &SnapshotId) -> Result<Snapshot> {
-        let path = layout::snapshot(id);
-        let plain = self.open_named(ObjectKind::Snapshot, &path, &id.0)?;
-        object::decode(&plain, "snapshot").with_context(|| path.clone())
+        self.load_object(&layout::snapshot(id), &id.0)
     }
 
     pub fn list_snapshots(&self) -> Result<Vec<SnapshotId>> {
@@ -422,16 +418,12 @@ impl Repository {
     }
 
     pub fn save_index_file(&self, file: &IndexFile) -> Result<IndexId> {
-        let bytes = self.seal(ObjectKind::Index, &object::encode(file))?;
-        let id = IndexId(object_hash(&bytes));
-        self.storage.write(&layout::index(&id), bytes)?;
-        Ok(id)
+        self.save_object(file, |name| layout::index(&IndexId(*name)))
+            .map(IndexId)
     }
 
     pub fn load_index_file(&self, id: &IndexId) -> Result<IndexFile> {
-        let path = layout::index(id);
-        let plain = self.open_named(ObjectKind::Index, &path, &id.0)?;
-        object::decode(&plain, "index file").with_context(|| path.clone())
+        self.load_object(&layout::index(id), &id.0)
     }
 
     /// Opens the index cache (at `cache_dir`, or the user's cache directory) and brings it in

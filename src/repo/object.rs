@@ -188,6 +188,20 @@ pub fn open_object(kind: ObjectKind, key: &Key32, bytes: &[u8]) -> Result<Vec<u8
     decode_payload(&payload, MAX_PAYLOAD_LEN)
 }
 
+/// A configuration, index or snapshot object: `header ‖ envelope(payload(postcard(self)))`.
+pub trait SealedObject: Serialize + DeserializeOwned {
+    const KIND: ObjectKind;
+
+    fn seal(&self, key: &Key32, rng: &mut (impl RngCore + CryptoRng)) -> Result<Vec<u8>> {
+        seal_object(Self::KIND, key, &encode(self), 3, rng)
+    }
+
+    /// Authenticates, decompresses and decodes an object read from storage.
+    fn open(key: &Key32, bytes: &[u8]) -> Result<Self> {
+        decode(&open_object(Self::KIND, key, bytes)?, Self::KIND.name())
+    }
+}
+
 pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     postcard::to_stdvec(value).expect("postcard serialisation into a Vec cannot fail")
 }

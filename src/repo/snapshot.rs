@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::object::{ObjectKind, SealedObject};
+
 use super::id::{BlobId, SnapshotId};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,4 +49,8 @@ pub struct Summary {
     /// Blobs and stored bytes (after dedup, compression, encryption) this backup added.
     pub new_blobs: u64,
     pub new_stored_bytes: u64,
+}
+
+impl SealedObject for Snapshot {
+    const KIND: ObjectKind = ObjectKind::Snapshot;
 }
