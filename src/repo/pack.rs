@@ -194,8 +194,8 @@ pub fn header_span(pack_len: u64, trailer: &[u8]) -> Result<u64> {
     Ok(span)
 }
 
-/// Decodes the pack header from the tail returned by [`header_span`] (header envelope and
-/// trailer), checking every entry lies inside the pack's blob region without overlap.
+/// Decrypts and decodes the pack header from the tail located by [`header_span`] (header
+/// envelope and trailer).
 pub fn decode_header(key: &Key32, pack_len: u64, tail: &[u8]) -> Result<PackHeader> {
     let span = header_span(pack_len, &tail[tail.len().saturating_sub(TRAILER_LEN)..])?;
     if span != tail.len() as u64 {
@@ -207,8 +207,13 @@ pub fn decode_header(key: &Key32, pack_len: u64, tail: &[u8]) -> Result<PackHead
     let payload = crypto::open(key, &object::header(ObjectKind::PackHeader), envelope)
         .map_err(|e| e.with_context("pack header"))?;
     let plain = object::decode_payload(&payload, object::MAX_PAYLOAD_LEN)?;
-    let header: PackHeader = object::decode(&plain, "pack header")?;
-    let blobs_end = pack_len - span;
+    parse_header(&plain, pack_len - span)
+}
+
+/// Decodes a decrypted pack header and checks that every entry lies inside the blob region
+/// (which ends at `blobs_end`), in order and without overlap.
+pub fn parse_header(plain: &[u8], blobs_end: u64) -> Result<PackHeader> {
+    let header: PackHeader = object::decode(plain, "pack header")?;
     let mut next_free = HEADER_LEN as u64;
     for b in &header.blobs {
         let end = b.offset.checked_add(u64::from(b.stored_len));
