@@ -252,15 +252,22 @@ impl Repository {
                 random,
             });
         }
-        let mut message = format!(
-            "wrong password: none of the {} key files of the repository at {} opens with it",
-            names.len(),
-            storage.location()
-        );
-        for d in damaged {
-            message.push_str(&format!("\n  damaged: {d}"));
+        if damaged.is_empty() {
+            return Err(Error::new(
+                ErrorKind::Password,
+                format!(
+                    "wrong password: none of the {} key files of the repository at {} opens with it",
+                    names.len(),
+                    storage.location()
+                ),
+            ));
         }
-        Err(Error::new(ErrorKind::Password, message))
+        // A damaged key file may be the one this password opens: report damage, not a
+        // wrong password.
+        Err(Error::integrity(format!(
+            "no intact key file opens with this password; damaged key files:\n  {}",
+            damaged.join("\n  ")
+        )))
     }
 
     pub fn config(&self) -> &Config {
@@ -495,6 +502,51 @@ impl IndexedRepository {
     pub fn load_chunk_list(&self, id: &BlobId) -> Result<tree::ChunkList> {
         object::decode(&self.read_blob(BlobType::ChunkList, id)?, "chunk list")
             .with_context(|| format!("chunk list {id}"))
+    }
+
+    /// The data chunks of a file, in order, expanding chunk-list blobs.
+    pub fn data_chunks(&self, list: &tree::ChunkList) -> Result<Vec<tree::ChunkRef>> {
+        if list.level > tree::MAX_LIST_LEVEL {
+            return Err(Error::integrity(format!(
+                "chunk list of level {} is too deep",
+                list.level
+            )));
+        }
+        if list.level == 0 {
+            return Ok(list.entries.clone());
+        }
+        let mut out = Vec::new();
+        for entry in &list.entries {
+            let child = self.load_chunk_list(&entry.id)?;
+            // Levels strictly decrease, so a hostile list cannot recurse forever.
+            if child.level + 1 != list.level {
+                return Err(Error::integrity(format!(
+                    "chunk list {} has level {}, expected {}",
+                    entry.id,
+                    child.level,
+                    list.level - 1
+                )));
+            }
+            let expanded = self.data_chunks(&child)?;
+            let total: u64 = expanded.iter().map(|c| c.len).sum();
+            if total != entry.len {
+                return Err(Error::integrity(format!(
+                    "chunk list {} covers {total} bytes, its parent says {}",
+                    entry.id, entry.len
+                )));
+            }
+            out.extend(expanded);
+        }
+        Ok(out)
+    }
+
+    /// A directory's entries, in name order, from its tree blobs.
+    pub fn dir_entries(&self, trees: &[BlobId]) -> Result<Vec<tree::Node>> {
+        let mut out = Vec::new();
+        for id in trees {
+            out.extend(self.load_tree(id)?.nodes);
+        }
+        Ok(out)
     }
 
     /// Starts writing blobs into new packs.

@@ -8,8 +8,10 @@ use super::IndexedRepository;
 use super::id::BlobId;
 use super::index_file::{IndexFile, IndexedPack};
 use super::layout;
+use super::object;
 use super::pack::{self, BlobType, PackWriter};
-use crate::error::{Context, Result};
+use super::tree::{ChunkList, ChunkRef, MAX_LIST_LEVEL, Node, Tree, split};
+use crate::error::{Context, Error, Result};
 
 /// Packs written before an index file is written for them: bounds what a crash can leave
 /// unindexed, and the memory held for pending entries.
@@ -134,5 +136,60 @@ impl<'r> Packer<'r> {
         self.write_pack(metadata)?;
         self.write_index()?;
         Ok(self.stats)
+    }
+}
+
+impl Packer<'_> {
+    /// Stores a file's chunk list: inline if short, else split into chunk-list blobs, level
+    /// by level, until the top level is short. Unchanged runs of chunks give the same
+    /// chunk-list blobs, which are then not stored again.
+    pub fn add_chunk_list(&mut self, entries: Vec<ChunkRef>) -> Result<ChunkList> {
+        let mut list = ChunkList { level: 0, entries };
+        while list.entries.len() > split::INLINE_ENTRIES {
+            if list.level >= MAX_LIST_LEVEL {
+                return Err(Error::internal("chunk list deeper than the format allows"));
+            }
+            let mut upper = Vec::new();
+            for run in split::list_runs(&list.entries) {
+                let blob = ChunkList {
+                    level: list.level,
+                    entries: run.to_vec(),
+                };
+                let id = self.add(BlobType::ChunkList, &object::encode(&blob))?;
+                upper.push(ChunkRef {
+                    id,
+                    len: run.iter().map(|e| e.len).sum(),
+                });
+            }
+            list = ChunkList {
+                level: list.level + 1,
+                entries: upper,
+            };
+        }
+        Ok(list)
+    }
+
+    /// Stores a directory's entries (sorted here by name) as one or more tree blobs.
+    pub fn add_dir(&mut self, mut nodes: Vec<Node>) -> Result<Vec<BlobId>> {
+        nodes.sort_by(|a, b| a.name.cmp(&b.name));
+        if let Some(pair) = nodes.windows(2).find(|w| w[0].name == w[1].name) {
+            return Err(Error::internal(format!(
+                "two directory entries named {:?}",
+                String::from_utf8_lossy(&pair[0].name)
+            )));
+        }
+        if nodes.is_empty() {
+            return Ok(vec![
+                self.add(BlobType::Tree, &object::encode(&Tree::default()))?,
+            ]);
+        }
+        let name_hash = |n: &Node| self.repo.blob_id(&n.name);
+        let runs: Vec<Vec<Node>> = split::tree_runs(&nodes, name_hash)
+            .into_iter()
+            .map(<[Node]>::to_vec)
+            .collect();
+        runs.into_iter()
+            .map(|run| self.add(BlobType::Tree, &object::encode(&Tree { nodes: run })))
+            .collect()
     }
 }

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use super::id::PackId;
 use super::index_file::{IndexFile, IndexedPack};
 use super::{IndexedRepository, layout, pack};
-use crate::error::{Context, Result};
+use crate::error::{Context, Error, Result};
 
 /// Packs indexed per new index file.
 const PACKS_PER_INDEX_FILE: usize = 256;
@@ -92,6 +92,37 @@ impl IndexedRepository {
             size,
             blobs: header.blobs,
         })
+    }
+
+    /// Reads a whole pack and checks it against its name, its own header and the index:
+    /// catches damage anywhere in the file, including bytes no blob read would touch.
+    pub fn check_pack(&self, id: &PackId, indexed_size: u64) -> Result<()> {
+        let path = layout::pack(id);
+        let describe = || format!("pack {path}");
+        let bytes = self.storage.read(&path).with_context(describe)?;
+        pack::check_whole(id, &bytes).with_context(describe)?;
+        if bytes.len() as u64 != indexed_size {
+            return Err(Error::integrity(format!(
+                "pack {path} is {} bytes, the index says {indexed_size}",
+                bytes.len()
+            )));
+        }
+        let size = bytes.len() as u64;
+        let span = pack::header_span(size, &bytes[bytes.len() - 4..]).with_context(describe)?;
+        let header = pack::decode_header(&self.keys.data, size, &bytes[(size - span) as usize..])
+            .with_context(describe)?;
+        let mut indexed: Vec<_> = self.cache.entries_of_pack(id)?.into_iter().collect();
+        let mut listed = header.blobs.clone();
+        indexed.sort_by_key(|b| b.offset);
+        listed.sort_by_key(|b| b.offset);
+        if indexed != listed {
+            return Err(Error::integrity(format!(
+                "pack {path}: its header lists {} blobs that do not match the {} in the index",
+                listed.len(),
+                indexed.len()
+            )));
+        }
+        Ok(())
     }
 
     fn write_recovered(&mut self, packs: Vec<IndexedPack>) -> Result<()> {
