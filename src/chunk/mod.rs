@@ -1,8 +1,10 @@
 //! Content-defined chunking and chunk ids.
 //!
-//! Files are cut by FastCDC v2020 with a gear table derived from the repository's chunker key.
-//! Relation files (the 8 KiB-page heap and index files under base/, global/, pg_tblspc/) are cut
-//! only on page boundaries, so a page changed in place changes only the chunk that holds it.
+//! Files are cut with a gear table derived from the repository's chunker key. WAL and other
+//! files: FastCDC v2020. Relation files (the 8 KiB-page heap and index files under base/,
+//! global/, pg_tblspc/) change in place, page by page, and are never shifted by insertions: they
+//! are cut only on page-multiple boundaries, by decisions local to each boundary, so a page
+//! changed in place changes only the chunk that holds it and possibly the next.
 
 mod cutter;
 mod gear;
@@ -49,7 +51,7 @@ pub struct ChunkerParams {
 }
 
 impl Default for ChunkerParams {
-    /// Relation files: single pages up to 8-page runs, averaging ~2 pages. In-place page
+    /// Relation files: 1 to 8 pages, averaging 2. In-place page
     /// changes are scattered (pgbench's "day" touches 23.8% of pages), so every page a chunk
     /// adds beyond the changed one is stored again; small relation chunks keep the increment
     /// near the page delta, while a page-level index entry stays affordable.
@@ -100,17 +102,20 @@ impl ChunkerParams {
             if !(s.min <= s.avg && s.avg <= s.max) {
                 return bad("need min <= avg <= max");
             }
-            if !s.avg.is_power_of_two() {
-                return bad("avg must be a power of two");
-            }
             if page_aligned {
-                if s.min % PAGE_SIZE != 0 || s.max % PAGE_SIZE != 0 || s.avg < PAGE_SIZE {
-                    return bad("relation sizes must be multiples of the 8 KiB page");
+                if s.min % PAGE_SIZE != 0 || s.min == 0 {
+                    return bad("min must be a multiple of the 8 KiB page");
+                }
+                if s.avg % s.min != 0 || s.max % s.min != 0 || !(s.avg / s.min).is_power_of_two() {
+                    return bad("avg and max must be multiples of min, avg/min a power of two");
                 }
                 if s.max > 1024 * PAGE_SIZE {
                     return bad("max must be at most 8 MiB");
                 }
             } else {
+                if !s.avg.is_power_of_two() {
+                    return bad("avg must be a power of two");
+                }
                 use fastcdc::v2020::{AVERAGE_MAX, AVERAGE_MIN, MAXIMUM_MAX, MINIMUM_MIN};
                 let (min, avg, max) = (s.min as usize, s.avg as usize, s.max as usize);
                 if min < MINIMUM_MIN
@@ -144,6 +149,9 @@ mod tests {
         ChunkerParams::default().validate().unwrap();
         let mut p = ChunkerParams::default();
         p.relation.min = 4096;
+        assert!(p.validate().is_err());
+        let mut p = ChunkerParams::default();
+        p.relation.avg = 3 * PAGE_SIZE;
         assert!(p.validate().is_err());
         let mut p = ChunkerParams::default();
         p.wal.avg = 3 * 1024 * 1024;

@@ -11,6 +11,8 @@ pub struct StreamChunker<'g, R> {
     cutter: Cutter<'g>,
     buf: Vec<u8>,
     start: usize,
+    /// File offset of `buf[start]`.
+    offset: u64,
     eof: bool,
 }
 
@@ -22,6 +24,7 @@ impl<'g, R: Read> StreamChunker<'g, R> {
             cutter,
             buf: Vec::with_capacity(capacity),
             start: 0,
+            offset: 0,
             eof: false,
         }
     }
@@ -67,9 +70,10 @@ impl<R: Read> Iterator for StreamChunker<'_, R> {
         if available.is_empty() {
             return None;
         }
-        let len = self.cutter.next_cut(available);
+        let len = self.cutter.next_cut(available, self.offset);
         let chunk = available[..len].to_vec();
         self.start += len;
+        self.offset += len as u64;
         Some(Ok(chunk))
     }
 }
