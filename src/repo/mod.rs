@@ -17,7 +17,7 @@ mod packer;
 mod repair;
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::chunk::{ChunkerParams, GearTable, blob_hash};
 use crate::crypto::{KdfParams, MasterKeys};
@@ -104,8 +104,19 @@ fn this_host() -> KeyDescription {
     KeyDescription {
         created: now_secs(),
         hostname: gethostname::gethostname().to_string_lossy().into_owned(),
-        username: std::env::var("USER").unwrap_or_default(),
+        username: current_user(),
     }
+}
+
+/// The login name, or the numeric uid when the environment does not say.
+fn current_user() -> String {
+    use std::os::unix::fs::MetadataExt;
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .ok()
+        .filter(|u| !u.is_empty())
+        .or_else(|| std::fs::metadata("/proc/self").ok().map(|m| format!("uid {}", m.uid())))
+        .unwrap_or_default()
 }
 
 /// Reads an object named by its content hash and checks the name.
@@ -391,7 +402,18 @@ impl Repository {
         Ok(name)
     }
 
-    /// Reads an object named by its content hash, checks the name and opens it.
+    /// The login name, or the numeric uid when the environment does not say.
+fn current_user() -> String {
+    use std::os::unix::fs::MetadataExt;
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .ok()
+        .filter(|u| !u.is_empty())
+        .or_else(|| std::fs::metadata("/proc/self").ok().map(|m| format!("uid {}", m.uid())))
+        .unwrap_or_default()
+}
+
+/// Reads an object named by its content hash, checks the name and opens it.
     fn load_object<T: SealedObject>(&self, path: &str, name: &[u8; 32]) -> Result<T> {
         let bytes = read_named(&self.storage, path, name, T::KIND.name())?;
         T::open(&self.keys.data, &bytes).with_context(|| format!("{} {path}", T::KIND.name()))
@@ -568,9 +590,4 @@ fn find_by_prefix(names: Vec<String>, prefix: &str, what: &str) -> Result<String
             "{n} {what} ids start with {prefix:?}; give more digits"
         ))),
     }
-}
-
-/// The default location of per-repository local state, for messages.
-pub fn default_cache_root() -> Option<PathBuf> {
-    directories::BaseDirs::new().map(|d| d.cache_dir().join("pgcairn"))
 }
