@@ -115,7 +115,11 @@ fn current_user() -> String {
         .or_else(|_| std::env::var("LOGNAME"))
         .ok()
         .filter(|u| !u.is_empty())
-        .or_else(|| std::fs::metadata("/proc/self").ok().map(|m| format!("uid {}", m.uid())))
+        .or_else(|| {
+            std::fs::metadata("/proc/self")
+                .ok()
+                .map(|m| format!("uid {}", m.uid()))
+        })
         .unwrap_or_default()
 }
 
@@ -402,18 +406,7 @@ impl Repository {
         Ok(name)
     }
 
-    /// The login name, or the numeric uid when the environment does not say.
-fn current_user() -> String {
-    use std::os::unix::fs::MetadataExt;
-    std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .ok()
-        .filter(|u| !u.is_empty())
-        .or_else(|| std::fs::metadata("/proc/self").ok().map(|m| format!("uid {}", m.uid())))
-        .unwrap_or_default()
-}
-
-/// Reads an object named by its content hash, checks the name and opens it.
+    /// Reads an object named by its content hash, checks the name and opens it.
     fn load_object<T: SealedObject>(&self, path: &str, name: &[u8; 32]) -> Result<T> {
         let bytes = read_named(&self.storage, path, name, T::KIND.name())?;
         T::open(&self.keys.data, &bytes).with_context(|| format!("{} {path}", T::KIND.name()))
