@@ -57,9 +57,7 @@ fn every_object_type_round_trips() {
 #[test]
 fn unchanged_data_is_not_stored_twice() {
     let dir = tempfile::tempdir().unwrap();
-    let mut repo = init_repo(dir.path())
-        .load_index(Some(&dir.path().join("cache")))
-        .unwrap();
+    let mut repo = init_indexed(dir.path());
     let first = populate(&mut repo);
     let objects_before = object_files(dir.path()).len();
     let second = populate(&mut repo);
@@ -85,9 +83,7 @@ fn flip(dir: &std::path::Path, path: &std::path::Path, offset: i64) {
 #[test]
 fn a_flipped_byte_in_any_object_is_detected_and_named() {
     let dir = tempfile::tempdir().unwrap();
-    let mut repo = init_repo(dir.path())
-        .load_index(Some(&dir.path().join("cache")))
-        .unwrap();
+    let mut repo = init_indexed(dir.path());
     let stored = populate(&mut repo);
     drop(repo);
     let pristine = tempfile::tempdir().unwrap();
@@ -138,9 +134,7 @@ fn a_flipped_byte_in_any_object_is_detected_and_named() {
 #[test]
 fn truncation_of_any_object_is_detected() {
     let dir = tempfile::tempdir().unwrap();
-    let mut repo = init_repo(dir.path())
-        .load_index(Some(&dir.path().join("cache")))
-        .unwrap();
+    let mut repo = init_indexed(dir.path());
     let stored = populate(&mut repo);
     drop(repo);
     for object in object_files(dir.path()) {
@@ -168,9 +162,7 @@ fn truncation_of_any_object_is_detected() {
 #[test]
 fn objects_swapped_between_names_are_detected() {
     let dir = tempfile::tempdir().unwrap();
-    let mut repo = init_repo(dir.path())
-        .load_index(Some(&dir.path().join("cache")))
-        .unwrap();
+    let mut repo = init_indexed(dir.path());
     let stored = populate(&mut repo);
     let second = repo.save_snapshot(&stored.snapshot).unwrap();
     drop(repo);
@@ -242,9 +234,7 @@ fn init_refuses_an_existing_repository_or_a_non_empty_location() {
 #[test]
 fn deleted_or_stale_index_cache_is_rebuilt_and_equal() {
     let dir = tempfile::tempdir().unwrap();
-    let mut repo = init_repo(dir.path())
-        .load_index(Some(&dir.path().join("cache")))
-        .unwrap();
+    let mut repo = init_indexed(dir.path());
     populate(&mut repo);
     let expected = repo.cache().entries().unwrap();
     drop(repo);
@@ -286,9 +276,7 @@ fn deleted_or_stale_index_cache_is_rebuilt_and_equal() {
 #[test]
 fn repair_rebuilds_the_index_from_pack_headers() {
     let dir = tempfile::tempdir().unwrap();
-    let mut repo = init_repo(dir.path())
-        .load_index(Some(&dir.path().join("cache")))
-        .unwrap();
+    let mut repo = init_indexed(dir.path());
     let stored = populate(&mut repo);
     let expected = repo.cache().entries().unwrap();
     drop(repo);
@@ -310,9 +298,7 @@ fn repair_rebuilds_the_index_from_pack_headers() {
 #[test]
 fn repair_reports_a_damaged_pack_and_indexes_the_rest() {
     let dir = tempfile::tempdir().unwrap();
-    let mut repo = init_repo(dir.path())
-        .load_index(Some(&dir.path().join("cache")))
-        .unwrap();
+    let mut repo = init_indexed(dir.path());
     populate(&mut repo);
     drop(repo);
     std::fs::remove_dir_all(dir.path().join("repo/index")).unwrap();

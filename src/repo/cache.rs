@@ -266,41 +266,22 @@ impl IndexCache {
 
     /// The blobs the index places in one pack.
     pub fn entries_of_pack(&self, pack: &PackId) -> Result<Vec<PackedBlob>> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT b.id, b.type, b.offset, b.stored_len, b.raw_len FROM blobs b \
-             JOIN packs p ON p.num = b.pack WHERE p.id = ?1",
-        )?;
-        let rows = stmt.query_map([pack.as_bytes()], |r| {
-            Ok((
-                r.get::<_, Vec<u8>>(0)?,
-                r.get::<_, u8>(1)?,
-                r.get::<_, i64>(2)?,
-                r.get::<_, u32>(3)?,
-                r.get::<_, u32>(4)?,
-            ))
-        })?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (id, ty, offset, stored_len, raw_len) = row?;
-            out.push(PackedBlob {
-                blob_type: BlobType::from_code(ty)?,
-                id: BlobId(to_id(&id)?),
-                offset: offset as u64,
-                stored_len,
-                raw_len,
-            });
-        }
-        Ok(out)
+        let rows = self.locations("WHERE p.id = ?1", [pack.as_bytes().to_vec()])?;
+        Ok(rows.into_iter().map(|loc| loc.entry).collect())
     }
 
     /// Every (blob, pack) entry in a canonical order: two caches of the same repository state
     /// compare equal.
     pub fn entries(&self) -> Result<Vec<BlobLocation>> {
-        let mut stmt = self.conn.prepare(
+        self.locations("", [])
+    }
+
+    fn locations<P: rusqlite::Params>(&self, filter: &str, params: P) -> Result<Vec<BlobLocation>> {
+        let mut stmt = self.conn.prepare(&format!(
             "SELECT b.id, b.type, p.id, b.offset, b.stored_len, b.raw_len FROM blobs b \
-             JOIN packs p ON p.num = b.pack ORDER BY b.id, b.type, p.id",
-        )?;
-        let rows = stmt.query_map([], |r| {
+             JOIN packs p ON p.num = b.pack {filter} ORDER BY b.id, b.type, p.id"
+        ))?;
+        let rows = stmt.query_map(params, |r| {
             Ok((
                 r.get::<_, Vec<u8>>(0)?,
                 r.get::<_, u8>(1)?,

@@ -24,6 +24,11 @@ pub fn init_repo(dir: &Path) -> Repository {
     Repository::init(storage, PASSWORD, &init_options(), RandomSource::System).unwrap()
 }
 
+/// A fresh repository in `dir/repo` with its index cache in `dir/cache`.
+pub fn init_indexed(dir: &Path) -> IndexedRepository {
+    init_repo(dir).load_index(Some(&dir.join("cache"))).unwrap()
+}
+
 pub fn open_repo(dir: &Path) -> pgcairn::Result<Repository> {
     Repository::open(Storage::local(&dir.join("repo"))?, PASSWORD)
 }
