@@ -61,7 +61,8 @@ pub fn parse_size(text: &str) -> Result<u32, String> {
     u32::try_from(value * unit).map_err(|_| format!("{text:?} is too large"))
 }
 
-fn parse_sizes(text: &str) -> Result<ChunkSizes, String> {
+/// Parses `MIN,AVG,MAX`, e.g. `8K,16K,64K`.
+pub fn parse_sizes(text: &str) -> Result<ChunkSizes, String> {
     let parts: Vec<u32> = text.split(',').map(parse_size).collect::<Result<_, _>>()?;
     match parts[..] {
         [min, avg, max] => Ok(ChunkSizes { min, avg, max }),
