@@ -32,10 +32,18 @@ enum Command {
     /// Create a repository (refuses if anything is already at the location).
     Init(cli::init::InitArgs),
     /// Manage the passwords (key files) that unlock the repository.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Example:\n  pgcairn key add --new-password-file ~/.pgcairn-ops\n\n\
+                      Every key wraps the same master keys: adding or removing a password never \
+                      re-encrypts data."
+    )]
     Key(cli::key::KeyCommand),
     /// Rebuild derived data from what is on storage.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Example:\n  pgcairn repair index --repo /backup/pgcairn"
+    )]
     Repair(cli::repair::RepairCommand),
 }
 

@@ -325,6 +325,8 @@ fn every_command_has_help_with_an_example() {
     let env = Env::new();
     for cmd in [
         vec!["init"],
+        vec!["key"],
+        vec!["repair"],
         vec!["key", "add"],
         vec!["key", "list"],
         vec!["key", "remove"],
