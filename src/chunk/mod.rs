@@ -60,8 +60,8 @@ impl Default for ChunkerParams {
         ChunkerParams {
             relation: ChunkSizes {
                 min: PAGE_SIZE,
-                avg: 2 * PAGE_SIZE,
-                max: 8 * PAGE_SIZE,
+                avg: PAGE_SIZE,
+                max: PAGE_SIZE,
             },
             wal: ChunkSizes {
                 min: 256 * 1024,
