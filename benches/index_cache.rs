@@ -20,7 +20,10 @@ fn id(n: u64, salt: u64) -> [u8; 32] {
 }
 
 fn main() {
-    let rows: u64 = std::env::var("ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(2_000_000);
+    let rows: u64 = std::env::var("ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2_000_000);
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("index.sqlite");
     let mut cache = IndexCache::open(&path, &RepoId([1; 32])).expect("open cache");
@@ -50,7 +53,9 @@ fn main() {
                 })
                 .collect(),
         };
-        cache.add_index_file(&IndexId(id(first_pack, 2)), &file).expect("insert");
+        cache
+            .add_index_file(&IndexId(id(first_pack, 2)), &file)
+            .expect("insert");
     }
     let insert_s = started.elapsed().as_secs_f64();
 
@@ -58,16 +63,27 @@ fn main() {
     let started = Instant::now();
     for n in 0..probes {
         let target = 1 + (n.wrapping_mul(2_654_435_761) % blob);
-        assert!(cache.lookup(BlobType::Data, &BlobId(id(target, 0))).expect("lookup").is_some());
+        assert!(
+            cache
+                .lookup(BlobType::Data, &BlobId(id(target, 0)))
+                .expect("lookup")
+                .is_some()
+        );
     }
     let hit_s = started.elapsed().as_secs_f64();
     let started = Instant::now();
     for n in 0..probes {
-        assert!(!cache.contains(BlobType::Data, &BlobId(id(n, 99))).expect("lookup"));
+        assert!(
+            !cache
+                .contains(BlobType::Data, &BlobId(id(n, 99)))
+                .expect("lookup")
+        );
     }
     let miss_s = started.elapsed().as_secs_f64();
     let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0)
-        + std::fs::metadata(dir.path().join("index.sqlite-wal")).map(|m| m.len()).unwrap_or(0);
+        + std::fs::metadata(dir.path().join("index.sqlite-wal"))
+            .map(|m| m.len())
+            .unwrap_or(0);
     println!(
         "rows {blob:>10}  inserts/s {:>9.0}  hit lookups/s {:>9.0}  miss lookups/s {:>9.0}  file {:.0} MiB",
         blob as f64 / insert_s,

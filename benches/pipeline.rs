@@ -1,8 +1,10 @@
 //! Per-stage throughput and the whole backup pipeline (cut → id → compress + encrypt → pack)
 //! over 256 MiB of realistic `pgbench_accounts` heap pages, on one core and on all cores.
 //!
-//! `cargo bench --bench pipeline`; before measuring it prints the zstd -3 ratio of the data, the
-//! chunk statistics and the CPU use of the all-cores pipeline.
+//! `cargo bench --bench pipeline`. Before measuring it prints the zstd ratio of the data (whole
+//! buffer and 8 KiB pieces, levels 1-3), chunk statistics, and the CPU time / wall time of the
+//! all-cores pipeline. `PGCAIRN_BENCH_DUMP=path` also writes the generated pages to `path`.
+//! Without `--bench` (`cargo test --benches`) it runs each benchmark once on 8 MiB.
 
 mod heap_pages;
 
@@ -23,9 +25,10 @@ use pgcairn::repo::object::append_payload;
 use pgcairn::repo::pack::{BlobType, PackWriter, seal_blob};
 
 const DATA_LEN: usize = 256 << 20;
-const PIECE: usize = 16 << 10;
+/// Stage benches work on pieces of one relation chunk (one 8 KiB page by default).
+const PIECE: usize = pgcairn::chunk::PAGE_SIZE as usize;
 const PACK_SIZE: usize = 16 << 20;
-const LEVEL: i32 = 3;
+const LEVEL: i32 = pgcairn::repo::DEFAULT_COMPRESSION_LEVEL;
 const SEED: u64 = 42;
 
 struct Keys {
@@ -121,7 +124,7 @@ impl<'k> Sink<'k> {
     }
 }
 
-fn pipeline_1thread(keys: &Keys, data: &[u8], rng: &mut ChaCha20Rng) -> PipelineStats {
+fn pipeline_1thread(keys: &Keys, data: &[u8], level: i32, rng: &mut ChaCha20Rng) -> PipelineStats {
     let params = ChunkerParams::default();
     let cutter = Cutter::new(&keys.gear, &params, FileClass::Relation);
     let mut sink = Sink::new(&keys.data);
@@ -130,7 +133,7 @@ fn pipeline_1thread(keys: &Keys, data: &[u8], rng: &mut ChaCha20Rng) -> Pipeline
         let len = cutter.next_cut(&data[pos..], pos as u64);
         let chunk = &data[pos..pos + len];
         let id = BlobId(blob_hash(&keys.chunk_id, chunk));
-        let envelope = seal_blob(&keys.data, BlobType::Data, &id, chunk, LEVEL, rng).expect("seal");
+        let envelope = seal_blob(&keys.data, BlobType::Data, &id, chunk, level, rng).expect("seal");
         sink.add(id, &envelope, len);
         pos += len;
     }
@@ -199,7 +202,7 @@ fn gbps(bytes: usize, d: Duration) -> f64 {
     bytes as f64 / d.as_secs_f64() / 1e9
 }
 
-/// Enough measurement time for 10 samples of `per_iter`, two iterations each.
+/// Enough measurement time for 10 samples of two iterations of `per_iter`.
 fn budget(per_iter: Duration) -> Duration {
     (per_iter * 20).max(Duration::from_secs(2))
 }
@@ -213,22 +216,58 @@ fn setup_group<'a>(c: &'a mut Criterion, name: &str, bytes: usize) -> BenchmarkG
     g
 }
 
+/// Times one run of `f` to size the measurement, then benchmarks it.
+fn run<R>(g: &mut BenchmarkGroup<'_, WallTime>, name: &str, mut f: impl FnMut() -> R) {
+    let (_, once) = time(&mut f);
+    g.measurement_time(budget(once));
+    g.bench_function(name, |b| b.iter(|| black_box(f())));
+}
+
+/// Compression ratio and speed of `append_payload` at `level` over 8 KiB pieces.
+fn piece_compression(data: &[u8], level: i32) -> (f64, f64) {
+    let mut out = Vec::with_capacity(2 * PIECE);
+    let mut stored = 0;
+    let (_, t) = time(|| {
+        for piece in data.chunks(PIECE) {
+            out.clear();
+            append_payload(&mut out, piece, level).expect("compress");
+            stored += out.len();
+        }
+    });
+    (data.len() as f64 / stored as f64, gbps(data.len(), t))
+}
+
 fn benches(c: &mut Criterion) {
+    // Criterion runs each benchmark once without `--bench` (`cargo test --benches`): a smaller
+    // buffer keeps that quick in debug builds.
+    let measuring = std::env::args().any(|a| a == "--bench");
+    let len = if measuring { DATA_LEN } else { 8 << 20 };
     heap_pages::base64_selftest();
-    let (data, gen_time) = time(|| heap_pages::generate(DATA_LEN / heap_pages::PAGE_SIZE, SEED));
+    let (data, gen_time) = time(|| heap_pages::generate(len / heap_pages::PAGE_SIZE, SEED));
     heap_pages::check(&data);
+    if let Some(path) = std::env::var_os("PGCAIRN_BENCH_DUMP") {
+        std::fs::write(&path, &data).expect("write PGCAIRN_BENCH_DUMP");
+    }
     let pages = data.len() / heap_pages::PAGE_SIZE;
+    let mib = data.len() >> 20;
     println!(
-        "data: {} MiB, {pages} heap pages of pgbench_accounts ({} rows), generated in {:.2} s",
-        data.len() >> 20,
+        "data: {mib} MiB, {pages} heap pages of pgbench_accounts ({} rows), generated in {:.2} s",
         pages * heap_pages::TUPLES_PER_PAGE,
         gen_time.as_secs_f64()
     );
     let (ratio, zstd_time) = time(|| heap_pages::zstd_ratio(&data, LEVEL));
     println!(
-        "data: zstd -{LEVEL} ratio over the whole 256 MiB: {ratio:.2}x ({:.2} GB/s in one frame)",
+        "data: zstd -{LEVEL} ratio of the whole {mib} MiB: {ratio:.2}x ({:.2} GB/s in one frame)",
         gbps(data.len(), zstd_time)
     );
+    assert!(
+        (1.7..2.7).contains(&ratio),
+        "generated pages should compress about 2x like real data, not {ratio:.2}x"
+    );
+    for level in [1, 2, 3] {
+        let (ratio, speed) = piece_compression(&data, level);
+        println!("data: zstd -{level} over 8 KiB pieces: {ratio:.2}x at {speed:.2} GB/s");
+    }
 
     let keys = Keys::new();
     let params = ChunkerParams::default();
@@ -236,16 +275,16 @@ fn benches(c: &mut Criterion) {
     let bytes = Cutter::new(&keys.gear, &params, FileClass::Other);
     let aad = [7u8; 43]; // the size of a blob envelope's associated data
 
-    // Calibration runs: sanity checks, and how long each measurement needs.
-    let (n_rel, t_cut_rel) = time(|| cut_all(&relation, &data));
-    let (n_bytes, t_cut_bytes) = time(|| cut_all(&bytes, &data));
+    // Sanity checks on one run of each pipeline.
+    let n_rel = cut_all(&relation, &data);
+    let n_bytes = cut_all(&bytes, &data);
     println!(
-        "chunks: relation class {n_rel} (avg {:.1} KiB), byte-level class {n_bytes} (avg {:.1} KiB)",
+        "chunks: relation class {n_rel} (avg {:.1} KiB), bytes class {n_bytes} (avg {:.1} KiB)",
         data.len() as f64 / n_rel as f64 / 1024.0,
         data.len() as f64 / n_bytes as f64 / 1024.0
     );
     let mut rng = ChaCha20Rng::seed_from_u64(SEED);
-    let (one, t_pipe1) = time(|| pipeline_1thread(&keys, &data, &mut rng));
+    let (one, t_one) = time(|| pipeline_1thread(&keys, &data, LEVEL, &mut rng));
     assert_eq!(one.raw, data.len() as u64);
     assert_eq!(one.chunks, n_rel as u64);
     println!(
@@ -257,76 +296,67 @@ fn benches(c: &mut Criterion) {
         one.raw as f64 / one.stored as f64
     );
     let cpu0 = process_cpu_time();
-    let (all, t_pipe_all) = time(|| pipeline_all_cores(&keys, &data));
+    let (all, t_all) = time(|| pipeline_all_cores(&keys, &data));
     let cpu1 = process_cpu_time();
     assert_eq!(all.raw, data.len() as u64);
     assert_eq!((all.chunks, all.packs), (one.chunks, one.packs));
     if let (Some(a), Some(b)) = (cpu0, cpu1) {
         println!(
             "pipeline/all_cores: {} rayon threads, CPU time / wall time = {:.2} \
-             (1 thread: {:.2} GB/s, all cores: {:.2} GB/s in the calibration run)",
+             (first runs: 1 thread {:.2} GB/s, all cores {:.2} GB/s)",
             rayon::current_num_threads(),
-            (b - a).as_secs_f64() / t_pipe_all.as_secs_f64(),
-            gbps(data.len(), t_pipe1),
-            gbps(data.len(), t_pipe_all),
+            (b - a).as_secs_f64() / t_all.as_secs_f64(),
+            gbps(data.len(), t_one),
+            gbps(data.len(), t_all),
         );
     }
-    let (_, t_piece) = time(|| {
-        let mut out = Vec::with_capacity(2 * PIECE);
-        for piece in data.chunks(PIECE) {
-            out.clear();
-            append_payload(&mut out, piece, LEVEL).expect("compress");
-        }
-    });
+
+    // For comparison with the stage figures: BLAKE3 in one call, the pipeline at zstd -3.
+    let (_, t) = time(|| blob_hash(&keys.chunk_id, &data));
+    println!(
+        "hash: keyed BLAKE3 of the whole buffer in one call: {:.2} GB/s",
+        gbps(data.len(), t)
+    );
+    let (fast, t) = time(|| pipeline_1thread(&keys, &data, 3, &mut rng));
+    println!(
+        "pipeline: 1 thread at zstd -3: {:.2} GB/s, stored {:.2}x",
+        gbps(data.len(), t),
+        fast.raw as f64 / fast.stored as f64
+    );
 
     let mut g = setup_group(c, "stage", data.len());
-    g.measurement_time(budget(t_cut_rel));
-    g.bench_function("cut_relation", |b| {
-        b.iter(|| black_box(cut_all(&relation, black_box(&data))))
+    run(&mut g, "cut_relation", || {
+        cut_all(&relation, black_box(&data))
     });
-    g.measurement_time(budget(t_cut_bytes));
-    g.bench_function("cut_bytes", |b| {
-        b.iter(|| black_box(cut_all(&bytes, black_box(&data))))
+    run(&mut g, "cut_bytes", || cut_all(&bytes, black_box(&data)));
+    run(&mut g, "hash", || {
+        for piece in black_box(&data).chunks(PIECE) {
+            black_box(blob_hash(&keys.chunk_id, piece));
+        }
     });
-    g.measurement_time(budget(t_cut_bytes));
-    g.bench_function("hash", |b| {
-        b.iter(|| {
-            for piece in black_box(&data).chunks(PIECE) {
-                black_box(blob_hash(&keys.chunk_id, piece));
-            }
-        })
+    let mut out = Vec::with_capacity(2 * PIECE);
+    run(&mut g, "compress", || {
+        for piece in black_box(&data).chunks(PIECE) {
+            out.clear();
+            append_payload(&mut out, piece, LEVEL).expect("compress");
+            black_box(&out);
+        }
     });
-    g.measurement_time(budget(t_piece));
-    g.bench_function("compress", |b| {
-        let mut out = Vec::with_capacity(2 * PIECE);
-        b.iter(|| {
-            for piece in black_box(&data).chunks(PIECE) {
-                out.clear();
-                append_payload(&mut out, piece, LEVEL).expect("compress");
-                black_box(&out);
-            }
-        })
-    });
-    g.measurement_time(budget(t_cut_bytes));
-    g.bench_function("encrypt", |b| {
-        let mut rng = ChaCha20Rng::seed_from_u64(SEED);
-        b.iter(|| {
-            for piece in black_box(&data).chunks(PIECE) {
-                black_box(crypto::seal(&keys.data, &aad, piece, &mut rng));
-            }
-        })
+    let mut rng = ChaCha20Rng::seed_from_u64(SEED);
+    run(&mut g, "encrypt", || {
+        for piece in black_box(&data).chunks(PIECE) {
+            black_box(crypto::seal(&keys.data, &aad, piece, &mut rng));
+        }
     });
     g.finish();
 
     let mut g = setup_group(c, "pipeline", data.len());
-    g.measurement_time(budget(t_pipe1));
-    g.bench_function("1thread", |b| {
-        let mut rng = ChaCha20Rng::seed_from_u64(SEED);
-        b.iter(|| black_box(pipeline_1thread(&keys, black_box(&data), &mut rng)))
+    let mut rng = ChaCha20Rng::seed_from_u64(SEED);
+    run(&mut g, "1thread", || {
+        pipeline_1thread(&keys, black_box(&data), LEVEL, &mut rng)
     });
-    g.measurement_time(budget(t_pipe_all));
-    g.bench_function("all_cores", |b| {
-        b.iter(|| black_box(pipeline_all_cores(&keys, black_box(&data))))
+    run(&mut g, "all_cores", || {
+        pipeline_all_cores(&keys, black_box(&data))
     });
     g.finish();
 }

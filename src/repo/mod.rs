@@ -39,8 +39,10 @@ pub use repair::RepairReport;
 
 /// Default target size of a pack file.
 pub const DEFAULT_PACK_SIZE: u32 = 16 << 20;
-/// Default zstd level.
-pub const DEFAULT_COMPRESSION_LEVEL: i32 = 3;
+/// Default zstd level. Measured on real pgbench heap pages compressed one 8 KiB page at a
+/// time: level 1 compresses as well as level 3 (1.832x against 1.830x) at 1.5x the speed
+/// (0.41 against 0.28 GB/s per core), and relation pages are most of what a backup stores.
+pub const DEFAULT_COMPRESSION_LEVEL: i32 = 1;
 
 /// Settings chosen at `init` and stored in the config object.
 #[derive(Clone, Debug)]

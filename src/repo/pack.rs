@@ -113,22 +113,30 @@ pub fn open_blob(key: &Key32, entry: &PackedBlob, envelope: &[u8]) -> Result<Vec
     Ok(data)
 }
 
-/// Accumulates sealed blobs into one pack file in memory.
+/// Accumulates sealed blobs into one pack file in memory, hashing them as they arrive (while
+/// they are still in cache) so closing the pack does not read it all again.
 pub struct PackWriter {
     buf: Vec<u8>,
     blobs: Vec<PackedBlob>,
+    hasher: blake3::Hasher,
 }
 
 impl Default for PackWriter {
     fn default() -> Self {
-        PackWriter {
-            buf: object::header(ObjectKind::Pack).to_vec(),
-            blobs: Vec::new(),
-        }
+        Self::with_capacity(0)
     }
 }
 
 impl PackWriter {
+    /// A writer whose buffer will not need to grow below `capacity` bytes.
+    pub fn with_capacity(capacity: usize) -> Self {
+        let mut buf = Vec::with_capacity(capacity.max(HEADER_LEN));
+        buf.extend_from_slice(&object::header(ObjectKind::Pack));
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(&buf);
+        PackWriter { buf, blobs: Vec::new(), hasher }
+    }
+
     /// Appends an envelope produced by [`seal_blob`].
     pub fn add(&mut self, blob_type: BlobType, id: BlobId, envelope: &[u8], raw_len: u32) {
         self.blobs.push(PackedBlob {
@@ -138,6 +146,7 @@ impl PackWriter {
             stored_len: envelope.len() as u32,
             raw_len,
         });
+        self.hasher.update(envelope);
         self.buf.extend_from_slice(envelope);
     }
 
@@ -157,11 +166,12 @@ impl PackWriter {
         rng: &mut (impl RngCore + CryptoRng),
     ) -> Result<(PackId, Vec<u8>, PackHeader)> {
         let header = PackHeader { blobs: self.blobs };
-        let sealed = seal_header(key, &header, rng)?;
-        self.buf.extend_from_slice(&sealed);
-        self.buf
-            .extend_from_slice(&(sealed.len() as u32).to_le_bytes());
-        Ok((PackId(object_hash(&self.buf)), self.buf, header))
+        let mut tail = seal_header(key, &header, rng)?;
+        let sealed_len = tail.len() as u32;
+        tail.extend_from_slice(&sealed_len.to_le_bytes());
+        self.hasher.update(&tail);
+        self.buf.extend_from_slice(&tail);
+        Ok((PackId(*self.hasher.finalize().as_bytes()), self.buf, header))
     }
 }
 

@@ -27,6 +27,13 @@ pub struct PackerStats {
     pub index_files: u64,
 }
 
+/// A pack writer with room for a full pack and the envelope that crosses the limit, so its
+/// buffer is never copied while it grows (the capacity is reserved, not touched, so memory is
+/// used only as the pack fills).
+fn new_writer(pack_size: u32) -> PackWriter {
+    PackWriter::with_capacity(pack_size as usize + (4 << 20))
+}
+
 pub struct Packer<'r> {
     repo: &'r mut IndexedRepository,
     /// Data and metadata (trees, chunk lists) go to separate packs, so metadata can be read
@@ -41,10 +48,11 @@ pub struct Packer<'r> {
 
 impl<'r> Packer<'r> {
     pub(super) fn new(repo: &'r mut IndexedRepository) -> Self {
+        let pack_size = repo.config.pack_size;
         Packer {
             repo,
-            data: PackWriter::default(),
-            metadata: PackWriter::default(),
+            data: new_writer(pack_size),
+            metadata: new_writer(pack_size),
             unindexed: Vec::new(),
             added: HashSet::new(),
             stats: PackerStats::default(),
@@ -80,7 +88,7 @@ impl<'r> Packer<'r> {
         };
         writer.add(blob_type, id, &envelope, data.len() as u32);
         if writer.len() >= self.repo.config.pack_size as usize {
-            let full = std::mem::take(writer);
+            let full = std::mem::replace(writer, new_writer(self.repo.config.pack_size));
             self.write_pack(full)?;
         }
         Ok(id)
