@@ -28,6 +28,8 @@ const DATA_LEN: usize = 256 << 20;
 /// Stage benches work on pieces of one relation chunk (one 8 KiB page by default).
 const PIECE: usize = pgcairn::chunk::PAGE_SIZE as usize;
 const PACK_SIZE: usize = 16 << 20;
+/// As the repository's packer: room for a full pack and the envelope that crosses the limit.
+const PACK_CAPACITY: usize = PACK_SIZE + (4 << 20);
 const LEVEL: i32 = pgcairn::repo::DEFAULT_COMPRESSION_LEVEL;
 const SEED: u64 = 42;
 
@@ -92,7 +94,7 @@ impl<'k> Sink<'k> {
         Sink {
             key,
             rng: ChaCha20Rng::seed_from_u64(SEED),
-            writer: PackWriter::default(),
+            writer: PackWriter::with_capacity(PACK_CAPACITY),
             stats: PipelineStats::default(),
         }
     }
@@ -112,7 +114,7 @@ impl<'k> Sink<'k> {
         if self.writer.is_empty() {
             return;
         }
-        let full = std::mem::take(&mut self.writer);
+        let full = std::mem::replace(&mut self.writer, PackWriter::with_capacity(PACK_CAPACITY));
         let (id, bytes, _header) = full.finish(self.key, &mut self.rng).expect("finish pack");
         black_box((id, bytes));
         self.stats.packs += 1;
@@ -151,32 +153,38 @@ thread_local! {
     });
 }
 
+/// Chunks sealed in parallel per batch: bounded memory, as in a streaming backup, and freed
+/// envelopes are reused by the next batch instead of faulting in fresh pages.
+const BATCH: usize = 1024;
+
 fn pipeline_all_cores(keys: &Keys, data: &[u8]) -> PipelineStats {
     let params = ChunkerParams::default();
     let cutter = Cutter::new(&keys.gear, &params, FileClass::Relation);
     let ranges = cut_ranges(&cutter, data);
-    let sealed: Vec<(BlobId, Vec<u8>, usize)> = ranges
-        .par_iter()
-        .map(|&(start, end)| {
-            let chunk = &data[start..end];
-            let id = BlobId(blob_hash(&keys.chunk_id, chunk));
-            let envelope = THREAD_RNG.with(|rng| {
-                seal_blob(
-                    &keys.data,
-                    BlobType::Data,
-                    &id,
-                    chunk,
-                    LEVEL,
-                    &mut *rng.borrow_mut(),
-                )
-                .expect("seal")
-            });
-            (id, envelope, chunk.len())
-        })
-        .collect();
     let mut sink = Sink::new(&keys.data);
-    for (id, envelope, raw_len) in &sealed {
-        sink.add(*id, envelope, *raw_len);
+    for batch in ranges.chunks(BATCH) {
+        let sealed: Vec<(BlobId, Vec<u8>, usize)> = batch
+            .par_iter()
+            .map(|&(start, end)| {
+                let chunk = &data[start..end];
+                let id = BlobId(blob_hash(&keys.chunk_id, chunk));
+                let envelope = THREAD_RNG.with(|rng| {
+                    seal_blob(
+                        &keys.data,
+                        BlobType::Data,
+                        &id,
+                        chunk,
+                        LEVEL,
+                        &mut *rng.borrow_mut(),
+                    )
+                    .expect("seal")
+                });
+                (id, envelope, chunk.len())
+            })
+            .collect();
+        for (id, envelope, raw_len) in &sealed {
+            sink.add(*id, envelope, *raw_len);
+        }
     }
     sink.finish()
 }
