@@ -14,7 +14,7 @@ use super::pack::{BlobType, PackedBlob};
 use crate::error::{Error, Result};
 
 /// Bumped whenever the schema below changes; a cache with another version is rebuilt.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
@@ -32,7 +32,6 @@ CREATE TABLE blobs (
     offset INTEGER NOT NULL, stored_len INTEGER NOT NULL, raw_len INTEGER NOT NULL,
     PRIMARY KEY (id, type, pack)
 ) WITHOUT ROWID;
-CREATE INDEX blobs_by_pack ON blobs (pack);
 ";
 
 /// Where a blob is stored.
@@ -166,20 +165,25 @@ impl IndexCache {
                 "INSERT OR IGNORE INTO blobs (id, type, pack, offset, stored_len, raw_len) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?;
+            let mut rows = Vec::with_capacity(file.packs.iter().map(|p| p.blobs.len()).sum());
             for pack in &file.packs {
                 add_pack.execute(params![pack.id.as_bytes(), pack.size as i64])?;
                 let num: i64 = pack_num.query_row([pack.id.as_bytes()], |r| r.get(0))?;
                 add_source.execute(params![index_num, num])?;
-                for b in &pack.blobs {
-                    add_blob.execute(params![
-                        b.id.as_bytes(),
-                        b.blob_type.code(),
-                        num,
-                        b.offset as i64,
-                        b.stored_len,
-                        b.raw_len
-                    ])?;
-                }
+                rows.extend(pack.blobs.iter().map(|b| (b, num)));
+            }
+            // In key order, each B-tree page is visited once per batch instead of once per
+            // row: several times faster than inserting random ids as they come.
+            rows.sort_unstable_by_key(|(b, _)| (b.id, b.blob_type));
+            for (b, num) in rows {
+                add_blob.execute(params![
+                    b.id.as_bytes(),
+                    b.blob_type.code(),
+                    num,
+                    b.offset as i64,
+                    b.stored_len,
+                    b.raw_len
+                ])?;
             }
         }
         tx.commit()?;
@@ -204,6 +208,8 @@ impl IndexCache {
         tx.execute_batch(
             "CREATE TEMP TABLE orphans AS SELECT num FROM packs
                  WHERE num NOT IN (SELECT pack FROM pack_sources);
+             -- A full scan, with no index on blobs(pack): it runs only after index files
+             -- vanish (prune), while an index would slow every insert.
              DELETE FROM blobs WHERE pack IN (SELECT num FROM orphans);
              DELETE FROM packs WHERE num IN (SELECT num FROM orphans);
              DROP TABLE orphans;",
