@@ -134,7 +134,11 @@ impl PackWriter {
         buf.extend_from_slice(&object::header(ObjectKind::Pack));
         let mut hasher = blake3::Hasher::new();
         hasher.update(&buf);
-        PackWriter { buf, blobs: Vec::new(), hasher }
+        PackWriter {
+            buf,
+            blobs: Vec::new(),
+            hasher,
+        }
     }
 
     /// Appends an envelope produced by [`seal_blob`].
