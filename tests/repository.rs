@@ -281,9 +281,15 @@ fn repair_rebuilds_the_index_from_pack_headers() {
     let expected = repo.cache().entries().unwrap();
     drop(repo);
     std::fs::remove_dir_all(dir.path().join("repo/index")).unwrap();
-    let mut repo = open_indexed(dir.path()).unwrap();
-    assert!(repo.cache().entries().unwrap().is_empty());
-    let report = repo.repair_index(|_, _| {}).unwrap();
+    assert!(
+        open_indexed(dir.path())
+            .unwrap()
+            .cache()
+            .entries()
+            .unwrap()
+            .is_empty()
+    );
+    let (repo, report) = repair(dir.path());
     assert_eq!(report.packs_reindexed, report.packs_on_storage);
     assert!(report.damaged_packs.is_empty());
     assert_eq!(repo.cache().entries().unwrap(), expected);
@@ -291,8 +297,49 @@ fn repair_rebuilds_the_index_from_pack_headers() {
     read_everything(dir.path(), &stored).unwrap();
 
     // A second repair finds nothing to do.
-    let mut repo = open_indexed(dir.path()).unwrap();
-    assert_eq!(repo.repair_index(|_, _| {}).unwrap().packs_reindexed, 0);
+    assert_eq!(repair(dir.path()).1.packs_reindexed, 0);
+}
+
+fn repair(
+    dir: &std::path::Path,
+) -> (
+    pgcairn::repo::IndexedRepository,
+    pgcairn::repo::RepairReport,
+) {
+    open_repo(dir)
+        .unwrap()
+        .repair_index(Some(&dir.join("cache")), |_, _| {})
+        .unwrap()
+}
+
+#[test]
+fn repair_replaces_a_damaged_index_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut repo = init_indexed(dir.path());
+    let stored = populate(&mut repo);
+    let expected = repo.cache().entries().unwrap();
+    drop(repo);
+    let index = object_files(dir.path())
+        .into_iter()
+        .find(|p| p.starts_with("index"))
+        .unwrap();
+    flip(dir.path(), &index, 30);
+    // (A cache that already holds the file's authenticated content would not notice.)
+    std::fs::remove_dir_all(dir.path().join("cache")).unwrap();
+    let err = open_indexed(dir.path()).err().unwrap();
+    assert_eq!(err.kind(), ErrorKind::Integrity);
+
+    let (repo, report) = repair(dir.path());
+    assert_eq!(report.damaged_index_files.len(), 1);
+    assert_eq!(
+        report.damaged_index_files[0].0.to_hex(),
+        index.file_name().unwrap().to_string_lossy()
+    );
+    assert_eq!(report.packs_reindexed, report.packs_on_storage);
+    assert_eq!(repo.cache().entries().unwrap(), expected);
+    drop(repo);
+    assert!(!dir.path().join("repo").join(&index).exists());
+    read_everything(dir.path(), &stored).unwrap();
 }
 
 #[test]
@@ -308,8 +355,7 @@ fn repair_reports_a_damaged_pack_and_indexes_the_rest() {
         .collect();
     assert!(packs.len() >= 2);
     flip(dir.path(), &packs[0], -10);
-    let mut repo = open_indexed(dir.path()).unwrap();
-    let report = repo.repair_index(|_, _| {}).unwrap();
+    let (_, report) = repair(dir.path());
     assert_eq!(report.damaged_packs.len(), 1);
     assert_eq!(report.packs_reindexed, packs.len() - 1);
     let damaged_name = packs[0].file_name().unwrap().to_string_lossy().into_owned();

@@ -7,7 +7,7 @@ use clap::Args;
 use serde::Deserialize;
 
 use crate::error::{Context, Error, Result};
-use crate::repo::{IndexedRepository, Repository};
+use crate::repo::Repository;
 use crate::storage::Storage;
 
 use super::password;
@@ -84,11 +84,5 @@ impl GlobalOptions {
         let storage = self.storage()?;
         let password = password::current(self.password_file.as_deref())?;
         Repository::open(storage, &password)
-    }
-
-    /// Opens the repository and brings its index cache up to date.
-    pub fn open_indexed(&self) -> Result<IndexedRepository> {
-        self.open_repository()?
-            .load_index(self.cache_dir.as_deref())
     }
 }

@@ -23,9 +23,9 @@ and left alone.")]
 pub fn run(global: &GlobalOptions, command: &RepairCommand) -> Result<()> {
     match command {
         RepairCommand::Index => {
-            let mut repo = global.open_indexed()?;
+            let repo = global.open_repository()?;
             let mut progress = Progress::new(global.quiet);
-            let report = repo.repair_index(|done, total| {
+            let (_, report) = repo.repair_index(global.cache_dir.as_deref(), |done, total| {
                 progress.update(|| format!("reading pack headers: {done}/{total}"))
             })?;
             progress.finish();
@@ -39,6 +39,9 @@ pub fn run(global: &GlobalOptions, command: &RepairCommand) -> Result<()> {
                     report.blobs_reindexed,
                     report.new_index_files
                 );
+            }
+            for (id, why) in &report.damaged_index_files {
+                eprintln!("replaced damaged index file {id}: {why}");
             }
             for (id, why) in &report.damaged_packs {
                 eprintln!("damaged pack {id}: {why}");

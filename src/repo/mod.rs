@@ -453,11 +453,16 @@ impl Repository {
     /// Opens the index cache (at `cache_dir`, or the user's cache directory) and brings it in
     /// step with the index files on storage.
     pub fn load_index(self, cache_dir: Option<&Path>) -> Result<IndexedRepository> {
-        let path = cache::default_path(cache_dir, &self.config.id)?;
-        let cache = IndexCache::open(&path, &self.config.id)?;
-        let mut indexed = IndexedRepository { repo: self, cache };
+        let mut indexed = self.open_cache(cache_dir)?;
         indexed.sync_cache()?;
         Ok(indexed)
+    }
+
+    /// The index cache, not yet in step with storage.
+    fn open_cache(self, cache_dir: Option<&Path>) -> Result<IndexedRepository> {
+        let path = cache::default_path(cache_dir, &self.config.id)?;
+        let cache = IndexCache::open(&path, &self.config.id)?;
+        Ok(IndexedRepository { repo: self, cache })
     }
 
     /// Loads the index into a cache in memory (nothing written locally).
@@ -470,15 +475,30 @@ impl Repository {
 }
 
 impl IndexedRepository {
-    /// Adds index files that appeared on storage, forgets those that vanished.
+    /// Adds index files that appeared on storage, forgets those that vanished. A damaged index
+    /// file is an error (`repair index` replaces it).
     pub fn sync_cache(&mut self) -> Result<()> {
+        self.sync_cache_skipping_damage(None)
+    }
+
+    /// As [`Self::sync_cache`], but with `damaged` given, index files that fail integrity
+    /// checks are collected there instead of failing the sync.
+    fn sync_cache_skipping_damage(
+        &mut self,
+        mut damaged: Option<&mut Vec<(IndexId, String)>>,
+    ) -> Result<()> {
         let on_storage: HashSet<IndexId> = self.repo.list_index_files()?.into_iter().collect();
         let cached = self.cache.index_files()?;
         let gone: Vec<IndexId> = cached.difference(&on_storage).copied().collect();
         self.cache.remove_index_files(&gone)?;
         for id in on_storage.difference(&cached) {
-            let file = self.repo.load_index_file(id)?;
-            self.cache.add_index_file(id, &file)?;
+            match (self.repo.load_index_file(id), damaged.as_deref_mut()) {
+                (Ok(file), _) => self.cache.add_index_file(id, &file)?,
+                (Err(e), Some(damaged)) if e.kind() == ErrorKind::Integrity => {
+                    damaged.push((*id, e.to_string()))
+                }
+                (Err(e), _) => return Err(e),
+            }
         }
         Ok(())
     }

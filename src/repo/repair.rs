@@ -2,10 +2,11 @@
 //! index file lists, from the pack's own header.
 
 use std::collections::HashSet;
+use std::path::Path;
 
-use super::id::PackId;
+use super::id::{IndexId, PackId};
 use super::index_file::{IndexFile, IndexedPack};
-use super::{IndexedRepository, layout, pack};
+use super::{IndexedRepository, Repository, layout, pack};
 use crate::error::{Context, Error, Result};
 
 /// Packs indexed per new index file.
@@ -18,17 +19,35 @@ pub struct RepairReport {
     pub packs_reindexed: usize,
     pub blobs_reindexed: usize,
     pub new_index_files: usize,
+    /// Index files that failed integrity checks, with the reason; removed once the packs they
+    /// listed were indexed again from their headers.
+    pub damaged_index_files: Vec<(IndexId, String)>,
     /// Packs whose header could not be read, with the reason; left alone.
     pub damaged_packs: Vec<(PackId, String)>,
 }
 
+impl Repository {
+    /// Rebuilds the index cache from the index files, skipping damaged ones; writes index files
+    /// for every pack no intact index file lists, from the packs' own headers; then removes the
+    /// damaged index files, whose content is now covered. `progress` is called with (packs
+    /// examined, packs to examine).
+    pub fn repair_index(
+        self,
+        cache_dir: Option<&Path>,
+        progress: impl FnMut(usize, usize),
+    ) -> Result<(IndexedRepository, RepairReport)> {
+        let mut indexed = self.open_cache(cache_dir)?;
+        let report = indexed.repair(progress)?;
+        Ok((indexed, report))
+    }
+}
+
 impl IndexedRepository {
-    /// Re-reads every index file, then writes index files for packs none of them lists.
-    /// `progress` is called with (packs examined, packs to examine).
-    pub fn repair_index(&mut self, mut progress: impl FnMut(usize, usize)) -> Result<RepairReport> {
+    fn repair(&mut self, mut progress: impl FnMut(usize, usize)) -> Result<RepairReport> {
         let cached: Vec<_> = self.cache.index_files()?.into_iter().collect();
         self.cache.remove_index_files(&cached)?;
-        self.sync_cache()?;
+        let mut damaged_index_files = Vec::new();
+        self.sync_cache_skipping_damage(Some(&mut damaged_index_files))?;
         let index_files = self.cache.index_files()?.len();
 
         let indexed: HashSet<PackId> = self.cache.packs()?.into_iter().map(|(id, _)| id).collect();
@@ -46,6 +65,7 @@ impl IndexedRepository {
 
         let mut report = RepairReport {
             index_files,
+            damaged_index_files,
             packs_on_storage: on_storage.len(),
             ..RepairReport::default()
         };
@@ -69,6 +89,10 @@ impl IndexedRepository {
         if !batch.is_empty() {
             self.write_recovered(batch)?;
             report.new_index_files += 1;
+        }
+        // Only now, with every readable pack indexed by a durable index file.
+        for (id, _) in &report.damaged_index_files {
+            self.storage.delete(&layout::index(id))?;
         }
         Ok(report)
     }
