@@ -9,6 +9,13 @@ export DATA_ROOT=${DATA_ROOT:-/tmp/chunkdelta} SCALE=${SCALE:-100} PORT=55499 FI
 D=$DATA_ROOT/pg
 install -d -o postgres -g postgres -m 755 $DATA_ROOT $DATA_ROOT/log $DATA_ROOT/tmp
 t0=$SECONDS
+# Stops the cluster cleanly and copies its data directory to $DATA_ROOT/$1.
+stop_and_copy() {
+    $B/pg-cluster.sh stop $D $PORT
+    local t=$SECONDS
+    cp -a $D "$DATA_ROOT/$1"
+    echo "TIMING copy $1: $((SECONDS - t)) s"
+}
 $B/pg-cluster.sh init $D $PORT
 echo "archive_mode = off   # chunkdelta: no archiving" >> $D/postgresql.conf
 $B/pg-cluster.sh start $D $PORT
@@ -17,10 +24,7 @@ t1=$SECONDS
 $B/workload.sh load
 psql_src -c "CHECKPOINT"
 echo "TIMING load: $((SECONDS - t1)) s"
-$B/pg-cluster.sh stop $D $PORT
-t2=$SECONDS
-cp -a $D $DATA_ROOT/S0
-echo "TIMING copy S0: $((SECONDS - t2)) s"
+stop_and_copy S0
 $B/pg-cluster.sh start $D $PORT
 head -1 $D/postmaster.pid | sed 's/^/postmaster pid: /'
 t3=$SECONDS
@@ -28,9 +32,6 @@ $B/workload.sh day
 psql_src -c "CHECKPOINT"
 psql_src -c "SELECT 'accounts: '||count(*)||' sum(abalance)='||sum(abalance) FROM pgbench_accounts"
 echo "TIMING day: $((SECONDS - t3)) s"
-$B/pg-cluster.sh stop $D $PORT
-t4=$SECONDS
-cp -a $D $DATA_ROOT/S1
-echo "TIMING copy S1: $((SECONDS - t4)) s"
+stop_and_copy S1
 echo "TIMING total: $((SECONDS - t0)) s"
 du -sh $DATA_ROOT/S0 $DATA_ROOT/S1 $D

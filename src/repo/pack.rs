@@ -9,7 +9,7 @@ use rand::{CryptoRng, RngCore};
 use serde::{Deserialize, Serialize};
 
 use super::id::{BlobId, PackId, object_hash};
-use super::object::{self, HEADER_LEN, MAGIC, ObjectKind};
+use super::object::{self, HEADER_LEN, ObjectKind};
 use crate::crypto::{self, ENVELOPE_OVERHEAD, Key32, NONCE_LEN};
 use crate::error::{Error, Result};
 
@@ -248,9 +248,6 @@ pub fn parse_header(plain: &[u8], blobs_end: u64) -> Result<PackHeader> {
 
 /// Checks a whole pack's magic and that its bytes hash to its name.
 pub fn check_whole(id: &PackId, bytes: &[u8]) -> Result<()> {
-    if bytes.len() < HEADER_LEN || &bytes[..MAGIC.len()] != MAGIC {
-        return Err(Error::integrity("not a pgcairn pack (bad magic)"));
-    }
     object::strip_header(ObjectKind::Pack, bytes)?;
     if object_hash(bytes) != id.0 {
         return Err(Error::integrity(
