@@ -24,6 +24,14 @@ pub enum ErrorKind {
     Storage,
     /// A local file or the local index cache failed.
     Local,
+    /// PostgreSQL: no connection, the server refused a query, or its settings (wal_level,
+    /// privileges) do not allow a backup.
+    Database,
+    /// The cluster's data failed verification (bad page checksums with
+    /// `--fail-on-checksum-error`).
+    DataCorruption,
+    /// Stopped by SIGINT or SIGTERM; nothing partial was left behind.
+    Interrupted,
     /// A bug: an invariant of pgcairn itself did not hold.
     Internal,
 }
@@ -41,6 +49,9 @@ impl ErrorKind {
             ErrorKind::UnsupportedFormat => 11,
             ErrorKind::Storage => 12,
             ErrorKind::Local => 13,
+            ErrorKind::Database => 14,
+            ErrorKind::DataCorruption => 15,
+            ErrorKind::Interrupted => 130,
             ErrorKind::Internal => 70,
         }
     }
@@ -95,6 +106,10 @@ impl Error {
         Error::new(ErrorKind::Local, message)
     }
 
+    pub fn database(message: impl Into<String>) -> Self {
+        Error::new(ErrorKind::Database, message)
+    }
+
     /// A local I/O error on `path`.
     pub fn local_io(err: std::io::Error, what: impl fmt::Display) -> Self {
         Error::new(ErrorKind::Local, format!("{what}: {err}"))
@@ -134,6 +149,17 @@ impl From<rusqlite::Error> for Error {
     }
 }
 
+impl From<postgres::Error> for Error {
+    fn from(err: postgres::Error) -> Self {
+        // The server's own message (with its SQLSTATE) says more than the client wrapper.
+        let message = match err.as_db_error() {
+            Some(db) => format!("{}: {} (SQLSTATE {})", db.severity(), db.message(), db.code().code()),
+            None => err.to_string(),
+        };
+        Error::new(ErrorKind::Database, message)
+    }
+}
+
 impl From<opendal::Error> for Error {
     fn from(err: opendal::Error) -> Self {
         Error::new(ErrorKind::Storage, err.to_string())
@@ -165,6 +191,9 @@ mod tests {
             UnsupportedFormat,
             Storage,
             Local,
+            Database,
+            DataCorruption,
+            Interrupted,
             Internal,
         ];
         let mut codes: Vec<i32> = kinds.iter().map(|k| k.exit_code()).collect();

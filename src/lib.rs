@@ -7,6 +7,7 @@ pub mod chunk;
 pub mod cli;
 pub mod crypto;
 pub mod error;
+pub mod pg;
 pub mod repo;
 pub mod storage;
 
