@@ -15,7 +15,7 @@ use pgcairn::repo::index_file::{IndexFile, IndexedPack};
 use pgcairn::repo::keyfile::{self, KeyDescription};
 use pgcairn::repo::object::{self, SealedObject};
 use pgcairn::repo::pack::{self, BlobType, PackWriter, PackedBlob};
-use pgcairn::repo::snapshot::{PostgresBackup, Snapshot, Summary};
+use pgcairn::repo::snapshot::{BadPage, PostgresBackup, Snapshot, Summary};
 use pgcairn::repo::tree::{ChunkList, ChunkRef, Node, NodeKind, Tree};
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
@@ -179,19 +179,31 @@ fn build() -> (Vec<(&'static str, Vec<u8>)>, Expected) {
         postgres: Some(PostgresBackup {
             server_version_num: 150_018,
             system_identifier: 7_311_911_283_442_167_411,
+            pgdata: b"/var/lib/postgresql/15/main".to_vec(),
             timeline: 1,
             start_lsn: 0x0000_0003_2800_0028,
             stop_lsn: 0x0000_0003_2800_0138,
+            start_wal: "000000010000000300000028".into(),
+            stop_wal: "000000010000000300000028".into(),
+            wal_segment_size: 16 << 20,
             backup_label: b"START WAL LOCATION: 3/28000028 (file 000000010000000300000028)\n"
                 .to_vec(),
             tablespace_map: None,
             data_checksums: true,
+            tablespaces: Vec::new(),
+            bad_pages: vec![BadPage {
+                path: b"base/5/16384".to_vec(),
+                block: 7,
+                expected: 0x1c2d,
+                found: 0x9a0f,
+            }],
         }),
         summary: Summary {
             files: 2,
             dirs: 1,
             logical_bytes: chunks.iter().map(|c| c.len() as u64).sum(),
             read_bytes: chunks.iter().map(|c| c.len() as u64).sum(),
+            reused_files: 0,
             new_blobs: 4,
             new_stored_bytes: pack_file.len() as u64,
         },

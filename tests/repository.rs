@@ -249,7 +249,7 @@ fn deleted_or_stale_index_cache_is_rebuilt_and_equal() {
     let stale = tempfile::tempdir().unwrap();
     copy_dir(&dir.path().join("cache"), stale.path());
     let mut repo = open_indexed(dir.path()).unwrap();
-    let mut packer = repo.packer();
+    let packer = repo.packer();
     packer
         .add(BlobType::Data, &sample_bytes(10_000, 99))
         .unwrap();

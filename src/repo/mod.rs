@@ -588,7 +588,7 @@ impl IndexedRepository {
 
     /// Starts writing blobs into new packs.
     pub fn packer(&mut self) -> Packer<'_> {
-        Packer::new(self)
+        Packer::new(&self.repo, &mut self.cache)
     }
 }
 

@@ -1,10 +1,18 @@
 //! Writes new blobs into packs, skipping blobs the repository already has, and records the
 //! packs in index files. Write order: a pack is durable before an index file lists it, and an
 //! index file is durable before the cache (and so any later snapshot) relies on it.
+//!
+//! A packer is shared by the threads of a backup: each thread hashes its chunks, asks which
+//! are new, and compresses and encrypts those itself, so sealing runs on every core. Only
+//! appending an envelope to the open pack is serialised; the thread that fills a pack
+//! finishes and uploads it outside the lock while the others go on filling the next one, so
+//! at most one upload per thread is in flight.
 
 use std::collections::HashSet;
+use std::sync::{Mutex, MutexGuard};
 
-use super::IndexedRepository;
+use super::Repository;
+use super::cache::IndexCache;
 use super::id::BlobId;
 use super::index_file::{IndexFile, IndexedPack};
 use super::layout;
@@ -13,8 +21,10 @@ use super::pack::{self, BlobType, PackWriter};
 use super::tree::{ChunkList, ChunkRef, MAX_LIST_LEVEL, Node, Tree, split};
 use crate::error::{Context, Error, Result};
 
-/// Packs written before an index file is written for them: bounds what a crash can leave
-/// unindexed, and the memory held for pending entries.
+/// An index file is written once this many blobs sit in packs no index file lists yet (or 64
+/// packs, for large blobs): bounds what a crash can leave unindexed and the memory held for
+/// pending entries (~100 bytes per blob).
+const BLOBS_PER_INDEX_FILE: usize = 64 * 1024;
 const PACKS_PER_INDEX_FILE: usize = 64;
 
 /// What a packer added.
@@ -34,67 +44,152 @@ fn new_writer(pack_size: u32) -> PackWriter {
     PackWriter::with_capacity(pack_size as usize + (4 << 20))
 }
 
-pub struct Packer<'r> {
-    repo: &'r mut IndexedRepository,
+struct OpenPacks {
     /// Data and metadata (trees, chunk lists) go to separate packs, so metadata can be read
     /// without fetching file contents.
     data: PackWriter,
     metadata: PackWriter,
-    unindexed: Vec<IndexedPack>,
-    /// Blobs added by this packer and not yet in the cache.
-    added: HashSet<(BlobType, BlobId)>,
-    stats: PackerStats,
+}
+
+#[derive(Default)]
+struct Unindexed {
+    packs: Vec<IndexedPack>,
+    blobs: usize,
+}
+
+pub struct Packer<'r> {
+    repo: &'r Repository,
+    cache: Mutex<&'r mut IndexCache>,
+    /// Blobs this packer took on and the cache does not list yet: being sealed, in an open
+    /// pack, or in a pack no index file lists yet. A blob is claimed once, so two threads
+    /// meeting the same new chunk store it once.
+    claimed: Mutex<HashSet<(BlobType, BlobId)>>,
+    open: Mutex<OpenPacks>,
+    unindexed: Mutex<Unindexed>,
+    stats: Mutex<PackerStats>,
+}
+
+/// Locks a mutex; a panic in another thread is already being reported, so a poisoned lock
+/// still guards consistent data here (every critical section is a few field updates).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl<'r> Packer<'r> {
-    pub(super) fn new(repo: &'r mut IndexedRepository) -> Self {
+    pub(super) fn new(repo: &'r Repository, cache: &'r mut IndexCache) -> Self {
         let pack_size = repo.config.pack_size;
         Packer {
             repo,
-            data: new_writer(pack_size),
-            metadata: new_writer(pack_size),
-            unindexed: Vec::new(),
-            added: HashSet::new(),
-            stats: PackerStats::default(),
+            cache: Mutex::new(cache),
+            claimed: Mutex::new(HashSet::new()),
+            open: Mutex::new(OpenPacks {
+                data: new_writer(pack_size),
+                metadata: new_writer(pack_size),
+            }),
+            unindexed: Mutex::new(Unindexed::default()),
+            stats: Mutex::new(PackerStats::default()),
         }
     }
 
     pub fn stats(&self) -> PackerStats {
-        self.stats
+        *lock(&self.stats)
+    }
+
+    /// The id a blob with this content has in the repository.
+    pub fn blob_id(&self, data: &[u8]) -> BlobId {
+        self.repo.blob_id(data)
     }
 
     /// Stores a blob unless the repository already has it; returns its id either way.
-    pub fn add(&mut self, blob_type: BlobType, data: &[u8]) -> Result<BlobId> {
+    pub fn add(&self, blob_type: BlobType, data: &[u8]) -> Result<BlobId> {
         let id = self.repo.blob_id(data);
-        if self.added.contains(&(blob_type, id)) || self.repo.cache.contains(blob_type, &id)? {
-            return Ok(id);
-        }
-        let level = self.repo.config.compression_level;
-        let envelope = pack::seal_blob(
-            &self.repo.keys.data,
-            blob_type,
-            &id,
-            data,
-            level,
-            &mut self.repo.random.rng(),
-        )?;
-        self.stats.new_blobs += 1;
-        self.stats.new_raw_bytes += data.len() as u64;
-        self.stats.new_stored_bytes += envelope.len() as u64;
-        self.added.insert((blob_type, id));
-        let writer = match blob_type {
-            BlobType::Data => &mut self.data,
-            BlobType::Tree | BlobType::ChunkList => &mut self.metadata,
-        };
-        writer.add(blob_type, id, &envelope, data.len() as u32);
-        if writer.len() >= self.repo.config.pack_size as usize {
-            let full = std::mem::replace(writer, new_writer(self.repo.config.pack_size));
-            self.write_pack(full)?;
-        }
+        self.add_with_ids(blob_type, &[(id, data)])?;
         Ok(id)
     }
 
-    fn write_pack(&mut self, writer: PackWriter) -> Result<()> {
+    /// Stores the blobs the repository does not have yet. `blobs` pairs each blob's content
+    /// with its id (from [`Self::blob_id`]); the caller hashes, so it can also use the ids.
+    /// Returns how many of them were new.
+    pub fn add_with_ids(&self, blob_type: BlobType, blobs: &[(BlobId, &[u8])]) -> Result<usize> {
+        let fresh = self.claim_new(blob_type, blobs)?;
+        if fresh.is_empty() {
+            return Ok(0);
+        }
+        let level = self.repo.config.compression_level;
+        let mut sealed = Vec::with_capacity(fresh.len());
+        for &(id, data) in &fresh {
+            let envelope = pack::seal_blob(
+                &self.repo.keys.data,
+                blob_type,
+                &id,
+                data,
+                level,
+                &mut self.repo.random.rng(),
+            )?;
+            sealed.push((id, envelope, data.len() as u32));
+        }
+        {
+            let mut stats = lock(&self.stats);
+            stats.new_blobs += sealed.len() as u64;
+            stats.new_raw_bytes += sealed.iter().map(|s| u64::from(s.2)).sum::<u64>();
+            stats.new_stored_bytes += sealed.iter().map(|s| s.1.len() as u64).sum::<u64>();
+        }
+        let mut full = Vec::new();
+        {
+            let pack_size = self.repo.config.pack_size;
+            let mut open = lock(&self.open);
+            let writer = match blob_type {
+                BlobType::Data => &mut open.data,
+                BlobType::Tree | BlobType::ChunkList => &mut open.metadata,
+            };
+            for (id, envelope, raw_len) in &sealed {
+                writer.add(blob_type, *id, envelope, *raw_len);
+                if writer.len() >= pack_size as usize {
+                    full.push(std::mem::replace(writer, new_writer(pack_size)));
+                }
+            }
+        }
+        for writer in full {
+            self.write_pack(writer)?;
+        }
+        Ok(fresh.len())
+    }
+
+    /// The blobs of `blobs` that neither the cache nor this packer has, now claimed by the
+    /// caller. Duplicates within `blobs` are claimed once.
+    fn claim_new<'a>(
+        &self,
+        blob_type: BlobType,
+        blobs: &[(BlobId, &'a [u8])],
+    ) -> Result<Vec<(BlobId, &'a [u8])>> {
+        // Claimed blobs first: a blob leaves `claimed` only after the cache lists it.
+        let mut unknown: Vec<(BlobId, &[u8])> = {
+            let claimed = lock(&self.claimed);
+            blobs
+                .iter()
+                .filter(|(id, _)| !claimed.contains(&(blob_type, *id)))
+                .copied()
+                .collect()
+        };
+        if unknown.is_empty() {
+            return Ok(unknown);
+        }
+        {
+            let cache = lock(&self.cache);
+            let mut kept = Vec::with_capacity(unknown.len());
+            for (id, data) in unknown {
+                if !cache.contains(blob_type, &id)? {
+                    kept.push((id, data));
+                }
+            }
+            unknown = kept;
+        }
+        let mut claimed = lock(&self.claimed);
+        unknown.retain(|(id, _)| claimed.insert((blob_type, *id)));
+        Ok(unknown)
+    }
+
+    fn write_pack(&self, writer: PackWriter) -> Result<()> {
         if writer.is_empty() {
             return Ok(());
         }
@@ -106,44 +201,63 @@ impl<'r> Packer<'r> {
             .storage
             .write(&path, bytes)
             .with_context(|| format!("pack {path}"))?;
-        self.stats.packs += 1;
-        self.unindexed.push(IndexedPack {
-            id,
-            size,
-            blobs: header.blobs,
-        });
-        if self.unindexed.len() >= PACKS_PER_INDEX_FILE {
-            self.write_index()?;
-        }
-        Ok(())
+        lock(&self.stats).packs += 1;
+        let ready = {
+            let mut unindexed = lock(&self.unindexed);
+            unindexed.blobs += header.blobs.len();
+            unindexed.packs.push(IndexedPack {
+                id,
+                size,
+                blobs: header.blobs,
+            });
+            if unindexed.blobs >= BLOBS_PER_INDEX_FILE
+                || unindexed.packs.len() >= PACKS_PER_INDEX_FILE
+            {
+                std::mem::take(&mut *unindexed).packs
+            } else {
+                Vec::new()
+            }
+        };
+        self.write_index(ready)
     }
 
-    fn write_index(&mut self) -> Result<()> {
-        if self.unindexed.is_empty() {
+    fn write_index(&self, packs: Vec<IndexedPack>) -> Result<()> {
+        if packs.is_empty() {
             return Ok(());
         }
         let file = IndexFile {
             supersedes: Vec::new(),
-            packs: std::mem::take(&mut self.unindexed),
+            packs,
         };
         let id = self.repo.save_index_file(&file)?;
-        self.repo.cache.add_index_file(&id, &file)?;
-        self.stats.index_files += 1;
+        lock(&self.cache).add_index_file(&id, &file)?;
+        lock(&self.stats).index_files += 1;
+        let mut claimed = lock(&self.claimed);
         for blob in file.packs.iter().flat_map(|p| &p.blobs) {
-            self.added.remove(&(blob.blob_type, blob.id));
+            claimed.remove(&(blob.blob_type, blob.id));
         }
         Ok(())
     }
 
     /// Writes the open packs and an index file for every pack not yet indexed. After this,
     /// every blob added is durable and findable.
-    pub fn flush(mut self) -> Result<PackerStats> {
-        let data = std::mem::take(&mut self.data);
-        let metadata = std::mem::take(&mut self.metadata);
-        self.write_pack(data)?;
-        self.write_pack(metadata)?;
-        self.write_index()?;
-        Ok(self.stats)
+    pub fn flush(self) -> Result<PackerStats> {
+        let open = self
+            .open
+            .into_inner()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let this = Packer {
+            open: Mutex::new(OpenPacks {
+                data: PackWriter::default(),
+                metadata: PackWriter::default(),
+            }),
+            ..self
+        };
+        this.write_pack(open.data)?;
+        this.write_pack(open.metadata)?;
+        let rest = std::mem::take(&mut *lock(&this.unindexed)).packs;
+        this.write_index(rest)?;
+        Ok(this.stats())
     }
 }
 
@@ -151,7 +265,7 @@ impl Packer<'_> {
     /// Stores a file's chunk list: inline if short, else split into chunk-list blobs, level
     /// by level, until the top level is short. Unchanged runs of chunks give the same
     /// chunk-list blobs, which are then not stored again.
-    pub fn add_chunk_list(&mut self, entries: Vec<ChunkRef>) -> Result<ChunkList> {
+    pub fn add_chunk_list(&self, entries: Vec<ChunkRef>) -> Result<ChunkList> {
         let mut list = ChunkList { level: 0, entries };
         while list.entries.len() > split::INLINE_ENTRIES {
             if list.level >= MAX_LIST_LEVEL {
@@ -178,7 +292,7 @@ impl Packer<'_> {
     }
 
     /// Stores a directory's entries (sorted here by name) as one or more tree blobs.
-    pub fn add_dir(&mut self, mut nodes: Vec<Node>) -> Result<Vec<BlobId>> {
+    pub fn add_dir(&self, mut nodes: Vec<Node>) -> Result<Vec<BlobId>> {
         nodes.sort_by(|a, b| a.name.cmp(&b.name));
         if let Some(pair) = nodes.windows(2).find(|w| w[0].name == w[1].name) {
             return Err(Error::internal(format!(

@@ -23,19 +23,47 @@ pub struct Snapshot {
     pub summary: Summary,
 }
 
-/// What the server reported for one non-exclusive low-level backup.
+/// What the server reported for one non-exclusive low-level backup, and what the backup found.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PostgresBackup {
     /// `server_version_num`, e.g. 150008.
     pub server_version_num: u32,
     pub system_identifier: u64,
+    /// The data directory's path on the host it was backed up from.
+    pub pgdata: Vec<u8>,
     pub timeline: u32,
     pub start_lsn: u64,
     pub stop_lsn: u64,
+    /// WAL segment names of the start and stop LSNs: the snapshot's `pg_wal/` holds this range.
+    pub start_wal: String,
+    pub stop_wal: String,
+    pub wal_segment_size: u64,
     /// Returned by the backup stop function, byte for byte.
     pub backup_label: Vec<u8>,
     pub tablespace_map: Option<Vec<u8>>,
     pub data_checksums: bool,
+    pub tablespaces: Vec<TablespaceBackup>,
+    /// Pages whose checksum failed, read twice.
+    pub bad_pages: Vec<BadPage>,
+}
+
+/// A tablespace: where it lived, and its contents (the server's version directory).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TablespaceBackup {
+    pub oid: u32,
+    pub location: Vec<u8>,
+    pub root: Vec<BlobId>,
+}
+
+/// A data page whose stored checksum does not match its contents.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BadPage {
+    /// Path relative to the data directory (tablespaces under `pg_tblspc/<oid>/`).
+    pub path: Vec<u8>,
+    pub block: u32,
+    /// The checksum computed from the page, and the one stored in it.
+    pub expected: u16,
+    pub found: u16,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,6 +74,8 @@ pub struct Summary {
     pub logical_bytes: u64,
     /// Bytes read from disk (files taken unchanged from the parent are not read).
     pub read_bytes: u64,
+    /// Files taken from the parent snapshot without reading them.
+    pub reused_files: u64,
     /// Blobs and stored bytes (after dedup, compression, encryption) this backup added.
     pub new_blobs: u64,
     pub new_stored_bytes: u64,

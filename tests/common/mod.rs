@@ -58,7 +58,7 @@ pub fn sample_bytes(len: usize, seed: u64) -> Vec<u8> {
 
 /// Stores `data` as a file node through the chunker and packer.
 pub fn store_file(
-    packer: &mut pgcairn::repo::Packer<'_>,
+    packer: &pgcairn::repo::Packer<'_>,
     cutter: Cutter<'_>,
     name: &str,
     data: &[u8],
@@ -109,15 +109,15 @@ pub fn populate(repo: &mut IndexedRepository) -> Stored {
     let params: ChunkerParams = repo.config().chunker;
     let big = sample_bytes(2 << 20, 1);
     let small = sample_bytes(5000, 2);
-    let mut packer = repo.packer();
+    let packer = repo.packer();
     let big_node = store_file(
-        &mut packer,
+        &packer,
         Cutter::new(&gear, &params, FileClass::Relation),
         "16384",
         &big,
     );
     let small_node = store_file(
-        &mut packer,
+        &packer,
         Cutter::new(&gear, &params, FileClass::Other),
         "PG_VERSION",
         &small,
