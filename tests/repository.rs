@@ -248,7 +248,7 @@ fn deleted_or_stale_index_cache_is_rebuilt_and_equal() {
     // Stale: a copy of the cache from before more data was written learns the new index files.
     let stale = tempfile::tempdir().unwrap();
     copy_dir(&dir.path().join("cache"), stale.path());
-    let mut repo = open_indexed(dir.path()).unwrap();
+    let repo = open_indexed(dir.path()).unwrap();
     let packer = repo.packer();
     packer
         .add(BlobType::Data, &sample_bytes(10_000, 99))

@@ -85,7 +85,9 @@ pub struct Repository {
 /// deduplicated.
 pub struct IndexedRepository {
     repo: Repository,
-    cache: IndexCache,
+    /// Locked per query: reads (restore, a backup's parent trees) and a backup's packer share
+    /// it across threads.
+    cache: std::sync::Mutex<IndexCache>,
 }
 
 impl std::ops::Deref for IndexedRepository {
@@ -462,13 +464,19 @@ impl Repository {
     fn open_cache(self, cache_dir: Option<&Path>) -> Result<IndexedRepository> {
         let path = cache::default_path(cache_dir, &self.config.id)?;
         let cache = IndexCache::open(&path, &self.config.id)?;
-        Ok(IndexedRepository { repo: self, cache })
+        Ok(IndexedRepository {
+            repo: self,
+            cache: std::sync::Mutex::new(cache),
+        })
     }
 
     /// Loads the index into a cache in memory (nothing written locally).
     pub fn load_index_in_memory(self) -> Result<IndexedRepository> {
         let cache = IndexCache::in_memory(&self.config.id)?;
-        let mut indexed = IndexedRepository { repo: self, cache };
+        let mut indexed = IndexedRepository {
+            repo: self,
+            cache: std::sync::Mutex::new(cache),
+        };
         indexed.sync_cache()?;
         Ok(indexed)
     }
@@ -488,12 +496,13 @@ impl IndexedRepository {
         mut damaged: Option<&mut Vec<(IndexId, String)>>,
     ) -> Result<()> {
         let on_storage: HashSet<IndexId> = self.repo.list_index_files()?.into_iter().collect();
-        let cached = self.cache.index_files()?;
+        let cache = self.cache.get_mut().unwrap_or_else(|p| p.into_inner());
+        let cached = cache.index_files()?;
         let gone: Vec<IndexId> = cached.difference(&on_storage).copied().collect();
-        self.cache.remove_index_files(&gone)?;
+        cache.remove_index_files(&gone)?;
         for id in on_storage.difference(&cached) {
             match (self.repo.load_index_file(id), damaged.as_deref_mut()) {
-                (Ok(file), _) => self.cache.add_index_file(id, &file)?,
+                (Ok(file), _) => cache.add_index_file(id, &file)?,
                 (Err(e), Some(damaged)) if e.kind() == ErrorKind::Integrity => {
                     damaged.push((*id, e.to_string()))
                 }
@@ -503,8 +512,13 @@ impl IndexedRepository {
         Ok(())
     }
 
-    pub fn cache(&self) -> &IndexCache {
-        &self.cache
+    pub fn cache(&self) -> std::sync::MutexGuard<'_, IndexCache> {
+        // Every critical section is one cache call; a panic elsewhere does not leave it torn.
+        self.cache.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn cache_mut(&mut self) -> &mut IndexCache {
+        self.cache.get_mut().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn into_repository(self) -> Repository {
@@ -513,7 +527,7 @@ impl IndexedRepository {
 
     /// Reads a blob, checking that its content hashes to its id.
     pub fn read_blob(&self, blob_type: BlobType, id: &BlobId) -> Result<Vec<u8>> {
-        let loc = self.cache.lookup(blob_type, id)?.ok_or_else(|| {
+        let loc = self.cache().lookup(blob_type, id)?.ok_or_else(|| {
             Error::integrity(format!("{blob_type:?} blob {id} is not in any index file"))
         })?;
         let path = layout::pack(&loc.pack);
@@ -587,8 +601,8 @@ impl IndexedRepository {
     }
 
     /// Starts writing blobs into new packs.
-    pub fn packer(&mut self) -> Packer<'_> {
-        Packer::new(&self.repo, &mut self.cache)
+    pub fn packer(&self) -> Packer<'_> {
+        Packer::new(self)
     }
 }
 

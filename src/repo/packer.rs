@@ -11,8 +11,8 @@
 use std::collections::HashSet;
 use std::sync::{Mutex, MutexGuard};
 
-use super::Repository;
 use super::cache::IndexCache;
+use super::{IndexedRepository, Repository};
 use super::id::BlobId;
 use super::index_file::{IndexFile, IndexedPack};
 use super::layout;
@@ -59,7 +59,7 @@ struct Unindexed {
 
 pub struct Packer<'r> {
     repo: &'r Repository,
-    cache: Mutex<&'r mut IndexCache>,
+    cache: &'r Mutex<IndexCache>,
     /// Blobs this packer took on and the cache does not list yet: being sealed, in an open
     /// pack, or in a pack no index file lists yet. A blob is claimed once, so two threads
     /// meeting the same new chunk store it once.
@@ -76,11 +76,12 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl<'r> Packer<'r> {
-    pub(super) fn new(repo: &'r Repository, cache: &'r mut IndexCache) -> Self {
+    pub(super) fn new(indexed: &'r IndexedRepository) -> Self {
+        let repo = &indexed.repo;
         let pack_size = repo.config.pack_size;
         Packer {
             repo,
-            cache: Mutex::new(cache),
+            cache: &indexed.cache,
             claimed: Mutex::new(HashSet::new()),
             open: Mutex::new(OpenPacks {
                 data: new_writer(pack_size),
@@ -175,7 +176,7 @@ impl<'r> Packer<'r> {
             return Ok(unknown);
         }
         {
-            let cache = lock(&self.cache);
+            let cache = lock(self.cache);
             let mut kept = Vec::with_capacity(unknown.len());
             for (id, data) in unknown {
                 if !cache.contains(blob_type, &id)? {
@@ -230,7 +231,7 @@ impl<'r> Packer<'r> {
             packs,
         };
         let id = self.repo.save_index_file(&file)?;
-        lock(&self.cache).add_index_file(&id, &file)?;
+        lock(self.cache).add_index_file(&id, &file)?;
         lock(&self.stats).index_files += 1;
         let mut claimed = lock(&self.claimed);
         for blob in file.packs.iter().flat_map(|p| &p.blobs) {
