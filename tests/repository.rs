@@ -19,7 +19,7 @@ fn read_everything(dir: &std::path::Path, stored: &Stored) -> pgcairn::Result<()
     for (path, content) in &stored.files {
         assert_eq!(&read_file(&repo, &snapshot.root, path)?, content, "{path}");
     }
-    for (pack, size) in repo.cache().packs()? {
+    for (pack, size) in repo.with_cache(|c| c.packs())? {
         repo.check_pack(&pack, size)?;
     }
     Ok(())
@@ -41,7 +41,7 @@ fn every_object_type_round_trips() {
         .load_index(Some(&dir.path().join("cache")))
         .unwrap();
     // The 2 MiB file has ~150 chunks: more than fit inline, so chunk-list blobs exist.
-    let entries = indexed.cache().entries().unwrap();
+    let entries = indexed.with_cache(|c| c.entries()).unwrap();
     assert!(
         entries
             .iter()
@@ -236,13 +236,13 @@ fn deleted_or_stale_index_cache_is_rebuilt_and_equal() {
     let dir = tempfile::tempdir().unwrap();
     let mut repo = init_indexed(dir.path());
     populate(&mut repo);
-    let expected = repo.cache().entries().unwrap();
+    let expected = repo.with_cache(|c| c.entries()).unwrap();
     drop(repo);
 
     // Deleted: rebuilt from the index files.
     std::fs::remove_dir_all(dir.path().join("cache")).unwrap();
     let repo = open_indexed(dir.path()).unwrap();
-    assert_eq!(repo.cache().entries().unwrap(), expected);
+    assert_eq!(repo.with_cache(|c| c.entries()).unwrap(), expected);
     drop(repo);
 
     // Stale: a copy of the cache from before more data was written learns the new index files.
@@ -254,13 +254,16 @@ fn deleted_or_stale_index_cache_is_rebuilt_and_equal() {
         .add(BlobType::Data, &sample_bytes(10_000, 99))
         .unwrap();
     packer.flush().unwrap();
-    let grown = repo.cache().entries().unwrap();
+    let grown = repo.with_cache(|c| c.entries()).unwrap();
     assert_eq!(grown.len(), expected.len() + 1);
     drop(repo);
     std::fs::remove_dir_all(dir.path().join("cache")).unwrap();
     copy_dir(stale.path(), &dir.path().join("cache"));
     assert_eq!(
-        open_indexed(dir.path()).unwrap().cache().entries().unwrap(),
+        open_indexed(dir.path())
+            .unwrap()
+            .with_cache(|c| c.entries())
+            .unwrap(),
         grown
     );
 
@@ -269,7 +272,7 @@ fn deleted_or_stale_index_cache_is_rebuilt_and_equal() {
         std::fs::remove_file(index.unwrap().path()).unwrap();
     }
     let repo = open_indexed(dir.path()).unwrap();
-    assert!(repo.cache().entries().unwrap().is_empty());
+    assert!(repo.with_cache(|c| c.entries()).unwrap().is_empty());
     assert!(repo.read_blob(BlobType::Data, &grown[0].entry.id).is_err());
 }
 
@@ -278,21 +281,20 @@ fn repair_rebuilds_the_index_from_pack_headers() {
     let dir = tempfile::tempdir().unwrap();
     let mut repo = init_indexed(dir.path());
     let stored = populate(&mut repo);
-    let expected = repo.cache().entries().unwrap();
+    let expected = repo.with_cache(|c| c.entries()).unwrap();
     drop(repo);
     std::fs::remove_dir_all(dir.path().join("repo/index")).unwrap();
     assert!(
         open_indexed(dir.path())
             .unwrap()
-            .cache()
-            .entries()
+            .with_cache(|c| c.entries())
             .unwrap()
             .is_empty()
     );
     let (repo, report) = repair(dir.path());
     assert_eq!(report.packs_reindexed, report.packs_on_storage);
     assert!(report.damaged_packs.is_empty());
-    assert_eq!(repo.cache().entries().unwrap(), expected);
+    assert_eq!(repo.with_cache(|c| c.entries()).unwrap(), expected);
     drop(repo);
     read_everything(dir.path(), &stored).unwrap();
 
@@ -317,7 +319,7 @@ fn repair_replaces_a_damaged_index_file() {
     let dir = tempfile::tempdir().unwrap();
     let mut repo = init_indexed(dir.path());
     let stored = populate(&mut repo);
-    let expected = repo.cache().entries().unwrap();
+    let expected = repo.with_cache(|c| c.entries()).unwrap();
     drop(repo);
     let index = object_files(dir.path())
         .into_iter()
@@ -336,7 +338,7 @@ fn repair_replaces_a_damaged_index_file() {
         index.file_name().unwrap().to_string_lossy()
     );
     assert_eq!(report.packs_reindexed, report.packs_on_storage);
-    assert_eq!(repo.cache().entries().unwrap(), expected);
+    assert_eq!(repo.with_cache(|c| c.entries()).unwrap(), expected);
     drop(repo);
     assert!(!dir.path().join("repo").join(&index).exists());
     read_everything(dir.path(), &stored).unwrap();

@@ -512,9 +512,12 @@ impl IndexedRepository {
         Ok(())
     }
 
-    pub fn cache(&self) -> std::sync::MutexGuard<'_, IndexCache> {
+    /// Runs `f` with the index cache locked. A closure rather than a guard, so the lock
+    /// cannot outlive the statement by accident (a guard kept alive across a loop that reads
+    /// blobs would deadlock).
+    pub fn with_cache<T>(&self, f: impl FnOnce(&IndexCache) -> T) -> T {
         // Every critical section is one cache call; a panic elsewhere does not leave it torn.
-        self.cache.lock().unwrap_or_else(|p| p.into_inner())
+        f(&self.cache.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     fn cache_mut(&mut self) -> &mut IndexCache {
@@ -527,9 +530,11 @@ impl IndexedRepository {
 
     /// Reads a blob, checking that its content hashes to its id.
     pub fn read_blob(&self, blob_type: BlobType, id: &BlobId) -> Result<Vec<u8>> {
-        let loc = self.cache().lookup(blob_type, id)?.ok_or_else(|| {
-            Error::integrity(format!("{blob_type:?} blob {id} is not in any index file"))
-        })?;
+        let loc = self
+            .with_cache(|c| c.lookup(blob_type, id))?
+            .ok_or_else(|| {
+                Error::integrity(format!("{blob_type:?} blob {id} is not in any index file"))
+            })?;
         let path = layout::pack(&loc.pack);
         let envelope = self
             .storage

@@ -12,13 +12,13 @@ use std::collections::HashSet;
 use std::sync::{Mutex, MutexGuard};
 
 use super::cache::IndexCache;
-use super::{IndexedRepository, Repository};
 use super::id::BlobId;
 use super::index_file::{IndexFile, IndexedPack};
 use super::layout;
 use super::object;
 use super::pack::{self, BlobType, PackWriter};
 use super::tree::{ChunkList, ChunkRef, MAX_LIST_LEVEL, Node, Tree, split};
+use super::{IndexedRepository, Repository};
 use crate::error::{Context, Error, Result};
 
 /// An index file is written once this many blobs sit in packs no index file lists yet (or 64

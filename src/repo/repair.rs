@@ -44,13 +44,17 @@ impl Repository {
 
 impl IndexedRepository {
     fn repair(&mut self, mut progress: impl FnMut(usize, usize)) -> Result<RepairReport> {
-        let cached: Vec<_> = self.cache().index_files()?.into_iter().collect();
+        let cached: Vec<_> = self.with_cache(|c| c.index_files())?.into_iter().collect();
         self.cache_mut().remove_index_files(&cached)?;
         let mut damaged_index_files = Vec::new();
         self.sync_cache_skipping_damage(Some(&mut damaged_index_files))?;
-        let index_files = self.cache().index_files()?.len();
+        let index_files = self.with_cache(|c| c.index_files())?.len();
 
-        let indexed: HashSet<PackId> = self.cache().packs()?.into_iter().map(|(id, _)| id).collect();
+        let indexed: HashSet<PackId> = self
+            .with_cache(|c| c.packs())?
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
         let on_storage: Vec<PackId> = self
             .storage
             .list(layout::DATA)?
@@ -135,7 +139,10 @@ impl IndexedRepository {
         let span = pack::header_span(size, &bytes[bytes.len() - 4..]).with_context(describe)?;
         let header = pack::decode_header(&self.keys.data, size, &bytes[(size - span) as usize..])
             .with_context(describe)?;
-        let mut indexed: Vec<_> = self.cache().entries_of_pack(id)?.into_iter().collect();
+        let mut indexed: Vec<_> = self
+            .with_cache(|c| c.entries_of_pack(id))?
+            .into_iter()
+            .collect();
         let mut listed = header.blobs.clone();
         indexed.sort_by_key(|b| b.offset);
         listed.sort_by_key(|b| b.offset);
