@@ -4,6 +4,7 @@
 
 pub mod checksum;
 pub mod datadir;
+pub mod recovery;
 
 #[cfg(test)]
 mod test_cluster;

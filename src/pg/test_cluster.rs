@@ -165,6 +165,14 @@ impl Cluster {
             .expect("run pg_ctl stop");
         check("pg_ctl stop", output);
     }
+
+    /// Runs the `postgres` binary itself (e.g. `-C setting`) as the cluster's owner.
+    pub fn postgres(&self, args: &[&str]) -> Output {
+        command(&self.bin.join("postgres"))
+            .args(args)
+            .output()
+            .expect("run postgres")
+    }
 }
 
 impl Drop for Cluster {
