@@ -153,7 +153,12 @@ impl From<postgres::Error> for Error {
     fn from(err: postgres::Error) -> Self {
         // The server's own message (with its SQLSTATE) says more than the client wrapper.
         let message = match err.as_db_error() {
-            Some(db) => format!("{}: {} (SQLSTATE {})", db.severity(), db.message(), db.code().code()),
+            Some(db) => format!(
+                "{}: {} (SQLSTATE {})",
+                db.severity(),
+                db.message(),
+                db.code().code()
+            ),
             None => err.to_string(),
         };
         Error::new(ErrorKind::Database, message)
