@@ -1,3 +1,7 @@
 //! Everything PostgreSQL: the connection, backup start/stop over one held session, the data
 //! directory walk and its exclusions, WAL names and timelines, backup_label, pg_control, page
 //! checksums and recovery configuration. Knows nothing of packs or the repository.
+
+pub mod control;
+pub mod label;
+pub mod wal;
