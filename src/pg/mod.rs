@@ -2,6 +2,7 @@
 //! directory walk and its exclusions, WAL names and timelines, backup_label, pg_control, page
 //! checksums and recovery configuration. Knows nothing of packs or the repository.
 
+pub mod conn;
 pub mod control;
 pub mod label;
 pub mod wal;
