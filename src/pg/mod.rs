@@ -5,4 +5,5 @@
 pub mod conn;
 pub mod control;
 pub mod label;
+pub mod session;
 pub mod wal;
