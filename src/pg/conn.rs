@@ -5,7 +5,7 @@
 //! environment and has its own defaults; [`resolve`] fills in what the string leaves out, in
 //! libpq's order: the string, then the environment (`PGHOST`, `PGPORT`, `PGUSER`, `PGDATABASE`,
 //! `PGPASSWORD`, `PGAPPNAME`, `PGOPTIONS`, `PGCONNECT_TIMEOUT`, `PGSSLMODE`), then libpq's
-//! defaults.
+//! defaults, and last the password file (`PGPASSFILE`, else `~/.pgpass`).
 
 use std::ffi::CStr;
 use std::path::{Path, PathBuf};
@@ -16,6 +16,7 @@ use postgres::config::{Host, SslMode};
 use postgres::{Client, Config, NoTls};
 
 use crate::error::{Error, Result};
+use crate::pg::pgpass;
 
 /// Where libpq looks for the server's Unix socket when no host is given: Debian's and Red Hat's
 /// builds use the first, upstream's the second.
@@ -167,7 +168,32 @@ pub fn resolve(conninfo: Option<&str>, env: &LibpqEnv) -> Result<Config> {
         let port = config.get_ports().first().copied().unwrap_or(DEFAULT_PORT);
         config.host_path(default_socket_dir(port, &*env.path_exists));
     }
+    if config.get_password().is_none() {
+        let file = var("PGPASSFILE")
+            .map(PathBuf::from)
+            .or_else(|| var("HOME").map(|home| Path::new(&home).join(".pgpass")));
+        if let Some(password) = file.and_then(|file| password_from_file(&config, &file)) {
+            config.password(password);
+        }
+    }
     Ok(config)
+}
+
+/// The password file's password for the first host of `config` (rust-postgres takes one
+/// password for all hosts, where libpq looks one up per host).
+fn password_from_file(config: &Config, file: &Path) -> Option<String> {
+    let host = match config.get_hosts().first() {
+        Some(Host::Tcp(name)) => name.clone(),
+        Some(Host::Unix(dir)) => dir.display().to_string(),
+        None => config.get_hostaddrs().first()?.to_string(),
+    };
+    let wanted = pgpass::Wanted {
+        host: &host,
+        port: config.get_ports().first().copied().unwrap_or(DEFAULT_PORT),
+        dbname: config.get_dbname().unwrap_or_default(),
+        user: config.get_user().unwrap_or_default(),
+    };
+    pgpass::read_password(file, &wanted)
 }
 
 /// The socket directory used when no host is given. libpq has one compiled in, which differs
@@ -440,6 +466,50 @@ mod tests {
         )
         .unwrap();
         assert_eq!(config.get_ssl_mode(), SslMode::Disable);
+    }
+
+    #[test]
+    fn password_file_is_the_last_resort() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pgpass");
+        std::fs::write(
+            &file,
+            "db1:5432:sales:backup:from-file\nlocalhost:5432:*:*:socket-pw\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let file = file.display().to_string();
+
+        let vars = [("PGPASSFILE", file.as_str())];
+        let config = resolve(Some("host=db1 dbname=sales user=backup"), &env(&vars, &[])).unwrap();
+        assert_eq!(config.get_password(), Some(&b"from-file"[..]));
+        // A socket connection is looked up as localhost.
+        let config = resolve(Some("host=/tmp user=u"), &env(&vars, &[])).unwrap();
+        assert_eq!(config.get_password(), Some(&b"socket-pw"[..]));
+        // Given passwords win.
+        let config = resolve(
+            Some("host=db1 dbname=sales user=backup password=given"),
+            &env(&vars, &[]),
+        )
+        .unwrap();
+        assert_eq!(config.get_password(), Some(&b"given"[..]));
+        let with_env = [("PGPASSFILE", file.as_str()), ("PGPASSWORD", "env")];
+        let config = resolve(
+            Some("host=db1 dbname=sales user=backup"),
+            &env(&with_env, &[]),
+        )
+        .unwrap();
+        assert_eq!(config.get_password(), Some(&b"env"[..]));
+        // ~/.pgpass when PGPASSFILE is not set.
+        std::fs::rename(&file, dir.path().join(".pgpass")).unwrap();
+        let home = dir.path().display().to_string();
+        let config = resolve(
+            Some("host=db1 dbname=sales user=backup"),
+            &env(&[("HOME", &home)], &[]),
+        )
+        .unwrap();
+        assert_eq!(config.get_password(), Some(&b"from-file"[..]));
     }
 
     #[test]

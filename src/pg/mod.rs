@@ -5,5 +5,6 @@
 pub mod conn;
 pub mod control;
 pub mod label;
+pub mod pgpass;
 pub mod session;
 pub mod wal;
