@@ -407,3 +407,51 @@ fn owner_of(path: &Path) -> u32 {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata(path).unwrap().uid()
 }
+
+/// A backup taken from a standby: the session sees recovery, positions come from replay, and
+/// the label says so.
+#[test]
+fn backup_from_a_standby() {
+    let Some(primary) = started(15, &[]) else {
+        return;
+    };
+    let install = primary.install().clone();
+    primary.execute("CREATE TABLE t AS SELECT generate_series(1, 1000) AS i");
+    let standby_root = owned_temp_dir();
+    let standby_data = standby_root.path().join("standby");
+    let mut basebackup = std::process::Command::new(install.program("pg_basebackup"));
+    basebackup
+        .arg("-D")
+        .arg(&standby_data)
+        .args(["-R", "-X", "stream", "-c", "fast", "-d"])
+        .arg(primary.conninfo());
+    let output = run_as_cluster_owner(&mut basebackup).output().unwrap();
+    assert!(
+        output.status.success(),
+        "pg_basebackup: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let mut standby = Cluster::from_existing(&install, &standby_data);
+    standby.start();
+
+    let mut session = open_session(&standby.conninfo()).unwrap();
+    assert!(session.info().in_recovery);
+    assert_eq!(
+        session.info().system_identifier,
+        read_system_identifier(primary.pgdata()).unwrap()
+    );
+    let start = session.start("from standby", true).unwrap();
+    assert_eq!(start.timeline, 1);
+    primary.execute("INSERT INTO t SELECT generate_series(1, 1000); CHECKPOINT");
+    let stop = session.stop().unwrap();
+    assert_eq!(stop.label.backup_from.as_deref(), Some("standby"));
+    assert_eq!(stop.label.start_lsn, start.start_lsn);
+    assert!(stop.stop_lsn >= start.start_lsn);
+    assert!(session.current_lsn().unwrap() >= start.start_lsn);
+    // A standby can hold a physical slot too.
+    assert_eq!(session.wal_reservation_warning(), None);
+    assert!(session.wal_reservation_slot().is_some());
+    drop(session);
+    standby.stop();
+    assert!(!standby.log().contains(ABORTED_BACKUP), "{}", standby.log());
+}
