@@ -3,8 +3,14 @@
 //! checksums and recovery configuration. Knows nothing of packs or the repository.
 
 pub mod checksum;
+pub mod conn;
+pub mod control;
 pub mod datadir;
+pub mod label;
+pub mod pgpass;
 pub mod recovery;
+pub mod session;
+pub mod wal;
 
 #[cfg(test)]
 mod test_cluster;

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod pg;
+
 use std::path::{Path, PathBuf};
 
 use pgcairn::chunk::{ChunkerParams, Cutter, FileClass, StreamChunker};

@@ -1,0 +1,524 @@
+//! Real PostgreSQL servers for integration tests: find an installation of a major version, make
+//! a throwaway cluster with initdb, run it as a child process, talk to it, stop it.
+//!
+//! PostgreSQL refuses to run as root, and CI runs the tests as root: then every server program
+//! (and, through [`run_as_cluster_owner`], pgcairn itself where file ownership matters) runs as
+//! the `postgres` OS user, in directories that user owns.
+
+use std::fs::{self, File};
+use std::io;
+use std::net::TcpListener;
+use std::os::unix::fs::chown;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+/// Where Debian's packages put each major's programs.
+const DEBIAN_ROOT: &str = "/usr/lib/postgresql";
+/// pgbench from Debian's PostgreSQL 15; it works against servers of the other majors too.
+const PGBENCH: &str = "/usr/lib/postgresql/15/bin/pgbench";
+/// Set to 1 to let tests that need a missing installation pass without running.
+const SKIP_MISSING_ENV: &str = "PGCAIRN_TEST_SKIP_MISSING_PG";
+/// Where scripts/fetch-postgres.sh puts the majors Debian does not provide here.
+const ROOT_ENV: &str = "PGCAIRN_TEST_PG_ROOT";
+/// How long a server gets to start accepting connections or to shut down.
+const SERVER_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The programs of one PostgreSQL major version.
+#[derive(Clone, Debug)]
+pub struct PgInstall {
+    pub major: u32,
+    pub bin_dir: PathBuf,
+}
+
+impl PgInstall {
+    /// Debian's installation of `major`, else the one scripts/fetch-postgres.sh put under
+    /// `$PGCAIRN_TEST_PG_ROOT` (default `target/postgres`).
+    pub fn find(major: u32) -> Option<PgInstall> {
+        let debian = Path::new(DEBIAN_ROOT).join(major.to_string()).join("bin");
+        let fetched = fetched_root().join(major.to_string()).join("bin");
+        [debian, fetched]
+            .into_iter()
+            .find(|dir| dir.join("postgres").is_file() && dir.join("initdb").is_file())
+            .map(|bin_dir| PgInstall { major, bin_dir })
+    }
+
+    /// The installation of `major`. Panics, saying how to install it, when there is none, unless
+    /// PGCAIRN_TEST_SKIP_MISSING_PG=1, when it returns None and the test should return early.
+    pub fn require(major: u32) -> Option<PgInstall> {
+        if let Some(install) = PgInstall::find(major) {
+            return Some(install);
+        }
+        let how = if major == 15 {
+            "apt-get install postgresql-15".to_string()
+        } else {
+            format!("scripts/fetch-postgres.sh {major}")
+        };
+        if std::env::var(SKIP_MISSING_ENV).as_deref() == Ok("1") {
+            eprintln!("skipping: PostgreSQL {major} is not installed ({how} installs it)");
+            return None;
+        }
+        panic!(
+            "PostgreSQL {major} is not installed: looked in {DEBIAN_ROOT}/{major}/bin and {}/{major}/bin. \
+             Install it with `{how}`, or set {SKIP_MISSING_ENV}=1 to skip the tests that need it.",
+            fetched_root().display()
+        );
+    }
+
+    pub fn program(&self, name: &str) -> PathBuf {
+        self.bin_dir.join(name)
+    }
+}
+
+fn fetched_root() -> PathBuf {
+    match std::env::var_os(ROOT_ENV) {
+        Some(root) => PathBuf::from(root),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("target/postgres"),
+    }
+}
+
+/// The OS user that owns clusters: the `postgres` user when running as root, else whoever runs.
+#[derive(Clone, Copy, Debug)]
+struct Owner {
+    uid: u32,
+    gid: u32,
+}
+
+/// Some(owner) when the tests run as root and must switch users; None when they need not.
+fn cluster_owner() -> Option<Owner> {
+    static OWNER: OnceLock<Option<Owner>> = OnceLock::new();
+    *OWNER.get_or_init(|| {
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        if unsafe { libc::geteuid() } != 0 {
+            return None;
+        }
+        let passwd = fs::read_to_string("/etc/passwd").expect("reading /etc/passwd");
+        let entry = passwd
+            .lines()
+            .map(|line| line.split(':').collect::<Vec<_>>())
+            .find(|fields| fields.first() == Some(&"postgres") && fields.len() >= 4)
+            .expect(
+                "the tests run as root, and PostgreSQL refuses to: they need a `postgres` OS user \
+                 to run servers as (apt-get install postgresql-15 creates one)",
+            );
+        Some(Owner {
+            uid: entry[2].parse().expect("uid in /etc/passwd"),
+            gid: entry[3].parse().expect("gid in /etc/passwd"),
+        })
+    })
+}
+
+/// Makes `cmd` run as the cluster owner (the `postgres` user when the tests run as root), with
+/// that user's HOME, so that files it creates belong to the same user as the cluster's.
+pub fn run_as_cluster_owner(cmd: &mut Command) -> &mut Command {
+    if let Some(owner) = cluster_owner() {
+        cmd.uid(owner.uid).gid(owner.gid);
+        if let Some(home) = owner_home() {
+            cmd.env("HOME", home);
+        }
+        cmd.env("USER", "postgres").env("LOGNAME", "postgres");
+    }
+    cmd
+}
+
+fn owner_home() -> Option<String> {
+    let passwd = fs::read_to_string("/etc/passwd").ok()?;
+    passwd
+        .lines()
+        .map(|line| line.split(':').collect::<Vec<_>>())
+        .find(|fields| fields.first() == Some(&"postgres") && fields.len() >= 6)
+        .map(|fields| fields[5].to_string())
+}
+
+/// Gives `path` to the cluster owner (nothing to do when not running as root).
+pub fn give_to_cluster_owner(path: &Path) {
+    if let Some(owner) = cluster_owner() {
+        chown(path, Some(owner.uid), Some(owner.gid))
+            .unwrap_or_else(|err| panic!("chown {}: {err}", path.display()));
+    }
+}
+
+/// A temporary directory that the cluster owner can write (for repositories, cache directories,
+/// password files, tablespaces).
+pub fn owned_temp_dir() -> TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix("pgcairn-test-")
+        .tempdir()
+        .expect("creating a temporary directory");
+    give_to_cluster_owner(dir.path());
+    dir
+}
+
+/// Runs `cmd` to completion; panics with its output on failure.
+fn run(cmd: &mut Command, what: &str) -> Output {
+    let output = cmd
+        .output()
+        .unwrap_or_else(|err| panic!("{what}: cannot run {cmd:?}: {err}"));
+    if !output.status.success() {
+        panic!(
+            "{what} failed ({}): {cmd:?}\nstdout:\n{}\nstderr:\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    output
+}
+
+/// How to make a cluster.
+#[derive(Clone, Debug, Default)]
+pub struct ClusterOptions {
+    /// initdb -k (off otherwise, also on 18 where initdb enables them by default).
+    pub data_checksums: bool,
+    /// postgresql.conf lines added after the harness's own, so they win.
+    pub extra_conf: Vec<String>,
+}
+
+/// A PostgreSQL cluster in a temporary directory, run as a child process.
+pub struct Cluster {
+    install: PgInstall,
+    /// Holds the socket directory and log; also the data directory unless it came from
+    /// elsewhere ([`Cluster::from_existing`]).
+    dir: TempDir,
+    pgdata: PathBuf,
+    socket_dir: PathBuf,
+    log_path: PathBuf,
+    port: u16,
+    server: Option<Child>,
+}
+
+impl Cluster {
+    /// Runs initdb into a fresh temporary directory. The cluster is not started.
+    pub fn init(install: &PgInstall, opts: ClusterOptions) -> Cluster {
+        let dir = owned_temp_dir();
+        let pgdata = dir.path().join("data");
+        let mut initdb = Command::new(install.program("initdb"));
+        initdb
+            .arg("-D")
+            .arg(&pgdata)
+            .args(["-A", "trust", "-U", "postgres", "--no-sync"])
+            .args(["--locale=C", "--encoding=UTF8"]);
+        if opts.data_checksums {
+            initdb.arg("-k");
+        } else if install.major >= 18 {
+            initdb.arg("--no-data-checksums");
+        }
+        run(run_as_cluster_owner(&mut initdb), "initdb");
+
+        let mut conf = String::from(
+            "\n# pgcairn test harness\n\
+             wal_level = replica\n\
+             max_wal_senders = 4\n\
+             max_replication_slots = 4\n\
+             fsync = off\n\
+             full_page_writes = on\n\
+             log_min_messages = warning\n\
+             log_checkpoints = off\n",
+        );
+        for line in &opts.extra_conf {
+            conf.push_str(line);
+            conf.push('\n');
+        }
+        append(&pgdata.join("postgresql.conf"), &conf);
+        Cluster::new(install, dir, pgdata)
+    }
+
+    /// A cluster over an existing data directory (a restored one), owned by the cluster owner.
+    /// Not started.
+    pub fn from_existing(install: &PgInstall, pgdata: &Path) -> Cluster {
+        Cluster::new(install, owned_temp_dir(), pgdata.to_path_buf())
+    }
+
+    fn new(install: &PgInstall, dir: TempDir, pgdata: PathBuf) -> Cluster {
+        let socket_dir = dir.path().join("sock");
+        fs::create_dir(&socket_dir).expect("creating the socket directory");
+        give_to_cluster_owner(&socket_dir);
+        let log_path = dir.path().join("server.log");
+        Cluster {
+            install: install.clone(),
+            dir,
+            pgdata,
+            socket_dir,
+            log_path,
+            port: 0,
+            server: None,
+        }
+    }
+
+    /// Starts the server and waits until it accepts connections; panics with its log if it
+    /// does not.
+    pub fn start(&mut self) {
+        if let Err(err) = self.try_start() {
+            panic!("{err}");
+        }
+    }
+
+    /// Starts the server and waits until it accepts connections, or says why it did not.
+    pub fn try_start(&mut self) -> Result<(), String> {
+        assert!(self.server.is_none(), "the server is already running");
+        // A port is picked free by binding it and letting go; another process can take it in
+        // between, so a server that cannot bind is retried on a new port.
+        let mut last_error = String::new();
+        for _ in 0..3 {
+            self.port = free_port();
+            match self.spawn_and_wait() {
+                Ok(()) => return Ok(()),
+                Err(err) => {
+                    let log = self.log();
+                    let retry = log.contains("could not bind") || log.contains("could not create");
+                    last_error = err;
+                    if !retry {
+                        break;
+                    }
+                }
+            }
+        }
+        Err(last_error)
+    }
+
+    fn spawn_and_wait(&mut self) -> Result<(), String> {
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)
+            .map_err(|err| format!("opening {}: {err}", self.log_path.display()))?;
+        give_to_cluster_owner(&self.log_path);
+        let log_err = log
+            .try_clone()
+            .map_err(|err| format!("opening {}: {err}", self.log_path.display()))?;
+        let mut cmd = Command::new(self.install.program("postgres"));
+        cmd.arg("-D")
+            .arg(&self.pgdata)
+            .arg("-p")
+            .arg(self.port.to_string())
+            .arg("-c")
+            .arg(format!(
+                "unix_socket_directories={}",
+                self.socket_dir.display()
+            ))
+            .args(["-c", "listen_addresses=127.0.0.1"])
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_err);
+        let child = run_as_cluster_owner(&mut cmd)
+            .spawn()
+            .map_err(|err| format!("cannot start {cmd:?}: {err}"))?;
+        self.server = Some(child);
+
+        let deadline = Instant::now() + SERVER_TIMEOUT;
+        loop {
+            let exited = self
+                .server
+                .as_mut()
+                .and_then(|child| child.try_wait().ok().flatten());
+            if let Some(status) = exited {
+                self.server = None;
+                return Err(format!(
+                    "PostgreSQL {} in {} exited ({status}) before accepting connections; log:\n{}",
+                    self.install.major,
+                    self.pgdata.display(),
+                    self.log()
+                ));
+            }
+            match postgres::Client::connect(&self.conninfo(), postgres::NoTls) {
+                Ok(_) => return Ok(()),
+                Err(err) if Instant::now() > deadline => {
+                    self.stop();
+                    return Err(format!(
+                        "PostgreSQL {} in {} did not accept connections within {SERVER_TIMEOUT:?} \
+                         ({err}); log:\n{}",
+                        self.install.major,
+                        self.pgdata.display(),
+                        self.log()
+                    ));
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+    }
+
+    /// Fast shutdown (SIGINT) and wait for the server to exit. Nothing if not running.
+    pub fn stop(&mut self) {
+        let Some(mut child) = self.server.take() else {
+            return;
+        };
+        let pid = child.id() as libc::pid_t;
+        // SAFETY: kill has no memory-safety preconditions; pid is our own child, not yet reaped.
+        unsafe { libc::kill(pid, libc::SIGINT) };
+        let deadline = Instant::now() + SERVER_TIMEOUT;
+        loop {
+            match child.try_wait() {
+                Ok(Some(_)) => return,
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                _ => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Waits for the server to exit by itself (e.g. recovery_target_action = shutdown) and
+    /// returns whether it did within `timeout`.
+    pub fn wait_for_exit(&mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while let Some(child) = self.server.as_mut() {
+            if let Ok(Some(_)) = child.try_wait() {
+                self.server = None;
+                return true;
+            }
+            if Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        true
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        match self.server.as_mut() {
+            Some(child) => matches!(child.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// The server's PID while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.server.as_ref().map(Child::id)
+    }
+
+    pub fn install(&self) -> &PgInstall {
+        &self.install
+    }
+
+    pub fn pgdata(&self) -> &Path {
+        &self.pgdata
+    }
+
+    pub fn socket_dir(&self) -> &Path {
+        &self.socket_dir
+    }
+
+    /// The port (valid once started; a restart may pick another).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// A temporary directory living as long as the cluster, owned by the cluster owner.
+    pub fn scratch_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// libpq connection string over the Unix socket, as the superuser `postgres`.
+    pub fn conninfo(&self) -> String {
+        format!(
+            "host={} port={} user=postgres dbname=postgres",
+            self.socket_dir.display(),
+            self.port
+        )
+    }
+
+    /// A new connection as `postgres`.
+    pub fn client(&self) -> postgres::Client {
+        postgres::Client::connect(&self.conninfo(), postgres::NoTls)
+            .unwrap_or_else(|err| panic!("connecting to {}: {err}", self.conninfo()))
+    }
+
+    /// Runs one statement with no parameters in a new connection and returns its rows.
+    pub fn sql(&self, sql: &str) -> Vec<postgres::Row> {
+        self.client()
+            .query(sql, &[])
+            .unwrap_or_else(|err| panic!("{sql}: {err}\nlog:\n{}", self.log()))
+    }
+
+    /// Runs statements (several, separated by `;`) in a new connection.
+    pub fn execute(&self, sql: &str) {
+        self.client()
+            .batch_execute(sql)
+            .unwrap_or_else(|err| panic!("{sql}: {err}\nlog:\n{}", self.log()))
+    }
+
+    /// The first column of the single row `sql` returns, as text (whatever its type).
+    pub fn sql_one_string(&self, sql: &str) -> String {
+        let messages = self
+            .client()
+            .simple_query(sql)
+            .unwrap_or_else(|err| panic!("{sql}: {err}\nlog:\n{}", self.log()));
+        let rows: Vec<_> = messages
+            .into_iter()
+            .filter_map(|m| match m {
+                postgres::SimpleQueryMessage::Row(row) => Some(row),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(rows.len(), 1, "{sql} returned {} rows", rows.len());
+        rows[0]
+            .get(0)
+            .unwrap_or_else(|| panic!("{sql} returned NULL"))
+            .to_string()
+    }
+
+    /// `pgbench -i -s scale`.
+    pub fn pgbench_init(&self, scale: u32) {
+        self.pgbench(&["-i", "-q", "-s", &scale.to_string()]);
+    }
+
+    /// pgbench with `args` against this cluster's database `postgres`; returns its stdout.
+    pub fn pgbench(&self, args: &[&str]) -> String {
+        assert!(
+            Path::new(PGBENCH).is_file(),
+            "pgbench not found at {PGBENCH}: apt-get install postgresql-15"
+        );
+        let mut cmd = Command::new(PGBENCH);
+        cmd.arg("-h")
+            .arg(&self.socket_dir)
+            .arg("-p")
+            .arg(self.port.to_string())
+            .args(["-U", "postgres"])
+            .args(args)
+            .arg("postgres")
+            .env_remove("PGPASSWORD");
+        let output = run(run_as_cluster_owner(&mut cmd), "pgbench");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        match fs::read(&self.log_path) {
+            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => String::new(),
+            Err(err) => format!("(cannot read {}: {err})", self.log_path.display()),
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn append(path: &Path, text: &str) {
+    use std::io::Write;
+    let mut file = File::options()
+        .append(true)
+        .open(path)
+        .unwrap_or_else(|err| panic!("opening {}: {err}", path.display()));
+    file.write_all(text.as_bytes())
+        .unwrap_or_else(|err| panic!("writing {}: {err}", path.display()));
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .expect("finding a free port")
+}
