@@ -6,6 +6,9 @@ use std::fmt;
 /// What went wrong, coarsely enough that a script can decide what to do about it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ErrorKind {
+    /// `archive-get`: the requested file is not in the repository (PostgreSQL then ends
+    /// recovery normally).
+    NotFound,
     /// Bad command-line usage or an invalid setting.
     Usage,
     /// No password was available, or none of the repository's keys opens with it.
@@ -40,6 +43,7 @@ impl ErrorKind {
     /// The process exit code for this kind. Documented in README.md ("Exit codes").
     pub fn exit_code(self) -> i32 {
         match self {
+            ErrorKind::NotFound => 1,
             ErrorKind::Usage => 2,
             ErrorKind::Password => 3,
             ErrorKind::NoRepository => 4,
@@ -108,6 +112,14 @@ impl Error {
 
     pub fn database(message: impl Into<String>) -> Self {
         Error::new(ErrorKind::Database, message)
+    }
+
+    /// For `map_err`: a local I/O error while `doing` (e.g. "reading") `path`.
+    pub fn io_at<'a>(
+        doing: &'static str,
+        path: &'a std::path::Path,
+    ) -> impl Fn(std::io::Error) -> Error + 'a {
+        move |e| Error::local_io(e, format!("{doing} {}", path.display()))
     }
 
     /// A local I/O error on `path`.
@@ -187,6 +199,7 @@ mod tests {
     fn exit_codes_are_distinct() {
         use ErrorKind::*;
         let kinds = [
+            NotFound,
             Usage,
             Password,
             NoRepository,
@@ -205,6 +218,6 @@ mod tests {
         codes.sort();
         codes.dedup();
         assert_eq!(codes.len(), kinds.len());
-        assert!(!codes.contains(&0) && !codes.contains(&1));
+        assert!(!codes.contains(&0));
     }
 }

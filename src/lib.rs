@@ -3,12 +3,15 @@
 //! Data flows one way: `chunk` cuts files → `repo` deduplicates, compresses, encrypts
 //! (`crypto`) and packs → `storage` writes. `cli` holds one module per command.
 
+pub mod backup;
 pub mod chunk;
 pub mod cli;
+pub mod clock;
 pub mod crypto;
 pub mod error;
 pub mod pg;
 pub mod repo;
+pub mod restore;
 pub mod storage;
 
 pub use error::{Error, ErrorKind, Result};

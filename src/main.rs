@@ -31,6 +31,12 @@ struct Cli {
 enum Command {
     /// Create a repository (refuses if anything is already at the location).
     Init(cli::init::InitArgs),
+    /// Back up a running cluster into a new snapshot.
+    Backup(cli::backup::BackupArgs),
+    /// Rebuild a data directory from a snapshot and configure recovery.
+    Restore(cli::restore::RestoreArgs),
+    /// Fetch a WAL file for the server's restore_command (exit 1: not in the repository).
+    ArchiveGet(cli::archive_get::ArchiveGetArgs),
     /// Manage the passwords (key files) that unlock the repository.
     #[command(
         subcommand,
@@ -51,6 +57,9 @@ fn main() {
     let cli = Cli::parse();
     let result = cli.global.resolve().and_then(|global| match &cli.command {
         Command::Init(args) => cli::init::run(&global, args),
+        Command::Backup(args) => cli::backup::run(&global, args),
+        Command::Restore(args) => cli::restore::run(&global, args),
+        Command::ArchiveGet(args) => cli::archive_get::run(&global, args),
         Command::Key(command) => cli::key::run(&global, command),
         Command::Repair(command) => cli::repair::run(&global, command),
     });

@@ -1,11 +1,16 @@
 //! One module per command: options in, plan, execute, report out. Commands talk to the
 //! repository only through `repo`.
 
+pub mod archive_get;
+pub mod backup;
+pub mod format;
 pub mod global;
 pub mod init;
+pub mod interrupt;
 pub mod key;
 pub mod password;
 pub mod progress;
 pub mod repair;
+pub mod restore;
 
 pub use global::GlobalOptions;

@@ -101,7 +101,7 @@ pub fn write_recovery_config(pgdata: &Path, settings: &RecoverySettings) -> Resu
         }
         Err(e) => return Err(Error::local_io(e, path.display())),
     };
-    let content = render(&existing, settings, &format_utc(now_secs()));
+    let content = render(&existing, settings, &format_utc(crate::clock::now_secs()));
     let tmp = pgdata.join(AUTO_CONF_TMP);
     write_file(&tmp, &content, mode, owner)?;
     fs::rename(&tmp, &path).map_err(|e| {
@@ -373,33 +373,9 @@ fn sync_dir(dir: &Path) -> Result<()> {
         .map_err(|e| Error::local_io(e, format!("fsync {}", dir.display())))
 }
 
-fn now_secs() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
-/// `YYYY-MM-DD HH:MM:SS UTC` (civil-from-days). The same conversion as cli::key::format_utc,
-/// repeated because pg must not depend on cli.
+/// `YYYY-MM-DD HH:MM:SS UTC`.
 fn format_utc(secs: i64) -> String {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    format!("{} UTC", crate::clock::format_utc(secs))
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ pub mod random;
 pub mod snapshot;
 pub mod tree;
 
-mod packer;
+pub mod packer;
 mod repair;
 
 use std::collections::HashSet;
@@ -425,6 +425,22 @@ impl Repository {
         self.load_object(&layout::snapshot(id), &id.0)
     }
 
+    /// Finds a snapshot by a unique prefix of its id.
+    pub fn find_snapshot(&self, prefix: &str) -> Result<SnapshotId> {
+        find_by_prefix(self.storage.list(layout::SNAPSHOTS)?, prefix, "snapshot")
+            .and_then(|name| SnapshotId::from_hex(&name))
+    }
+
+    /// Every snapshot, loaded, oldest first.
+    pub fn load_snapshots(&self) -> Result<Vec<(SnapshotId, Snapshot)>> {
+        let mut out = Vec::new();
+        for id in self.list_snapshots()? {
+            out.push((id, self.load_snapshot(&id)?));
+        }
+        out.sort_by_key(|(id, s)| (s.started_ns, *id));
+        Ok(out)
+    }
+
     pub fn list_snapshots(&self) -> Result<Vec<SnapshotId>> {
         self.list_ids(layout::SNAPSHOTS, SnapshotId::from_hex)
     }
@@ -530,21 +546,33 @@ impl IndexedRepository {
 
     /// Reads a blob, checking that its content hashes to its id.
     pub fn read_blob(&self, blob_type: BlobType, id: &BlobId) -> Result<Vec<u8>> {
-        let loc = self
-            .with_cache(|c| c.lookup(blob_type, id))?
-            .ok_or_else(|| {
-                Error::integrity(format!("{blob_type:?} blob {id} is not in any index file"))
-            })?;
+        let loc = self.locate_blob(blob_type, id)?;
         let path = layout::pack(&loc.pack);
         let envelope = self
             .storage
             .read_range(&path, loc.entry.offset, u64::from(loc.entry.stored_len))
             .with_context(|| format!("pack {path}"))?;
-        let data = pack::open_blob(&self.keys.data, &loc.entry, &envelope)
+        self.open_blob(&loc, &envelope)
+    }
+
+    /// Where a blob is stored; an error if no index file lists it.
+    pub fn locate_blob(&self, blob_type: BlobType, id: &BlobId) -> Result<cache::BlobLocation> {
+        self.with_cache(|c| c.lookup(blob_type, id))?
+            .ok_or_else(|| {
+                Error::integrity(format!("{blob_type:?} blob {id} is not in any index file"))
+            })
+    }
+
+    /// Decrypts a blob's envelope read from its pack, checking that the content hashes to
+    /// its id.
+    pub fn open_blob(&self, loc: &cache::BlobLocation, envelope: &[u8]) -> Result<Vec<u8>> {
+        let path = layout::pack(&loc.pack);
+        let data = pack::open_blob(&self.keys.data, &loc.entry, envelope)
             .with_context(|| format!("pack {path}"))?;
-        if self.blob_id(&data) != *id {
+        if self.blob_id(&data) != loc.entry.id {
             return Err(Error::integrity(format!(
-                "pack {path}: {blob_type:?} blob {id} decrypts to content with another id"
+                "pack {path}: {:?} blob {} decrypts to content with another id",
+                loc.entry.blob_type, loc.entry.id
             )));
         }
         Ok(data)

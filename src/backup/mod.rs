@@ -1,0 +1,472 @@
+//! Backing up a running cluster into a snapshot: start backup mode, walk the data directory
+//! and tablespaces into tree blobs, stop backup mode, add the WAL from the start through the
+//! stop segment, and commit the snapshot. `pg` says what to copy; `repo` stores it.
+
+mod ingest;
+mod reuse;
+mod walk;
+
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use crate::clock::{format_utc, now_ns};
+
+use crate::error::{Context, Error, ErrorKind, Result};
+use crate::pg::checksum::PAGE_SIZE;
+use crate::pg::control;
+use crate::pg::session::{BackupSession, BackupStart, BackupStop, ServerInfo};
+use crate::pg::wal;
+use crate::repo::IndexedRepository;
+use crate::repo::id::SnapshotId;
+use crate::repo::packer::PackerStats;
+use crate::repo::snapshot::{PostgresBackup, Snapshot, Summary, TablespaceBackup};
+use crate::repo::tree::{Node, NodeKind};
+
+use ingest::FileRole;
+pub use ingest::{Counters, Ingest, PageCheck};
+pub use reuse::{ParentFiles, TIMESTAMP_MARGIN_NS};
+use walk::{WalkTotals, Walker, node_from_metadata};
+
+/// What to back up and how.
+pub struct BackupRequest<'a> {
+    pub pgdata: PathBuf,
+    pub tags: Vec<String>,
+    pub fast: bool,
+    /// Read every file, even those the parent snapshot holds unchanged.
+    pub reread: bool,
+    /// Write no snapshot when a page fails its checksum.
+    pub fail_on_checksum_error: bool,
+    pub interrupted: &'a AtomicBool,
+}
+
+/// What a running backup shows: its counters and the size of what it may read.
+pub struct Progress<'a> {
+    pub counters: &'a Counters,
+    pub total_bytes: u64,
+    pub phase: &'static str,
+}
+
+pub struct BackupReport {
+    pub id: SnapshotId,
+    pub snapshot: Snapshot,
+    pub packer: PackerStats,
+    pub parent_found: bool,
+}
+
+fn path_bytes(p: &Path) -> Vec<u8> {
+    p.as_os_str().as_bytes().to_vec()
+}
+
+/// The newest snapshot of the same data directory of the same cluster on this host: inode
+/// numbers and timestamps are only comparable there.
+fn find_parent(
+    repo: &IndexedRepository,
+    system_identifier: u64,
+    pgdata: &[u8],
+    hostname: &str,
+) -> Result<Option<(SnapshotId, Snapshot)>> {
+    let mut best: Option<(SnapshotId, Snapshot)> = None;
+    for id in repo.list_snapshots()? {
+        let snapshot = repo.load_snapshot(&id)?;
+        let same = snapshot.hostname == hostname
+            && snapshot
+                .postgres
+                .as_ref()
+                .is_some_and(|pg| pg.system_identifier == system_identifier && pg.pgdata == pgdata);
+        if same
+            && best
+                .as_ref()
+                .is_none_or(|(_, b)| snapshot.started_ns > b.started_ns)
+        {
+            best = Some((id, snapshot));
+        }
+    }
+    Ok(best)
+}
+
+/// Refuses a `--pgdata` that is not the connected server's data directory.
+fn check_pgdata(session: &BackupSession, pgdata: &Path) -> Result<()> {
+    let info = session.info();
+    let on_disk = control::read_system_identifier(pgdata)?;
+    if on_disk != info.system_identifier {
+        return Err(Error::new(
+            ErrorKind::Refused,
+            format!(
+                "{} belongs to the cluster with system identifier {on_disk}, but the server \
+                 connected to is {}; point --pgdata and --db at the same cluster",
+                pgdata.display(),
+                info.system_identifier
+            ),
+        ));
+    }
+    // A standby shares its primary's system identifier: compare the paths too, when the
+    // role may read data_directory.
+    if let Some(server_dir) = &info.data_directory {
+        let canon = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+        if canon(server_dir) != canon(pgdata) {
+            return Err(Error::new(
+                ErrorKind::Refused,
+                format!(
+                    "the server's data directory is {}, not {} (a standby or copy of the same \
+                     cluster?)",
+                    server_dir.display(),
+                    pgdata.display()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Bytes of regular files under `dir`, for the progress estimate. Errors count as nothing.
+fn tree_size(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => tree_size(&e.path()),
+            Ok(t) if t.is_file() => e.metadata().map(|m| m.len()).unwrap_or(0),
+            _ => 0,
+        })
+        .sum()
+}
+
+/// Runs a backup over `session` (connected, not yet started). On any error after backup mode
+/// started, the caller drops the session, which stops backup mode; blobs already stored are
+/// indexed, so the next attempt does not store them again.
+pub fn back_up(
+    repo: &IndexedRepository,
+    session: &mut BackupSession,
+    request: &BackupRequest,
+    on_progress: &(dyn Fn(&Progress) + Sync),
+) -> Result<BackupReport> {
+    check_pgdata(session, &request.pgdata)?;
+    let info = session.info().clone();
+    let hostname = gethostname::gethostname().to_string_lossy().into_owned();
+    let pgdata_bytes = path_bytes(&request.pgdata);
+    let parent = find_parent(repo, info.system_identifier, &pgdata_bytes, &hostname)?;
+    let page_check_possible = info.data_checksums && info.block_size as usize == PAGE_SIZE;
+    if info.data_checksums && !page_check_possible {
+        eprintln!(
+            "warning: block size {} is not 8 KiB; page checksums are not verified",
+            info.block_size
+        );
+    }
+    let total_bytes = tree_size(&request.pgdata)
+        + info
+            .tablespaces
+            .iter()
+            .map(|t| tree_size(&t.location))
+            .sum::<u64>();
+
+    let started_ns = now_ns();
+    let label = format!("pgcairn {}", format_utc(started_ns / 1_000_000_000));
+    let start = session.start(&label, request.fast)?;
+    if let Some(warning) = session.wal_reservation_warning() {
+        eprintln!("warning: {warning}");
+    }
+
+    let packer = repo.packer();
+    let ingest = Ingest {
+        packer: &packer,
+        gear: repo.gear_table(),
+        chunker: repo.config().chunker,
+        pages: page_check_possible.then_some(PageCheck {
+            start_lsn: start.start_lsn.0,
+            relation_segment_blocks: info.relation_segment_blocks,
+        }),
+        interrupted: request.interrupted,
+        counters: Counters::default(),
+        bad_pages: Default::default(),
+    };
+    let parent_files = match (&parent, request.reread) {
+        (Some((_, p)), false) => Some(ParentFiles {
+            started_ns: p.started_ns,
+        }),
+        _ => None,
+    };
+    let walker = Walker {
+        ingest: &ingest,
+        repo,
+        parent: parent_files,
+        major: info.major(),
+        root_exclusions: &[b"pg_wal"],
+    };
+
+    let done = AtomicBool::new(false);
+    let phase = std::sync::Mutex::new("files");
+    let outcome = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while !done.load(Ordering::Relaxed) {
+                let phase = *phase.lock().unwrap_or_else(|p| p.into_inner());
+                on_progress(&Progress {
+                    counters: &ingest.counters,
+                    total_bytes,
+                    phase,
+                });
+                std::thread::sleep(Duration::from_millis(250));
+            }
+        });
+        let result = walk_cluster(
+            &walker,
+            session,
+            request,
+            &info,
+            &start,
+            parent.as_ref().map(|(_, p)| p),
+            &phase,
+        );
+        done.store(true, Ordering::Relaxed);
+        result
+    });
+    // Stored blobs are indexed even when the backup failed, so a retry finds them.
+    let bad_pages =
+        std::mem::take(&mut *ingest.bad_pages.lock().unwrap_or_else(|p| p.into_inner()));
+    let counters = ingest.counters;
+    let packer_stats = packer.flush();
+    let Walked {
+        root,
+        totals,
+        tablespaces,
+        stop,
+        start_seg,
+        stop_seg,
+    } = outcome?;
+    let packer_stats = packer_stats?;
+    if request.fail_on_checksum_error && !bad_pages.is_empty() {
+        let list: Vec<String> = bad_pages
+            .iter()
+            .map(|b| {
+                format!(
+                    "{} block {} (computed {:#06x}, stored {:#06x})",
+                    String::from_utf8_lossy(&b.path),
+                    b.block,
+                    b.expected,
+                    b.found
+                )
+            })
+            .collect();
+        return Err(Error::new(
+            ErrorKind::DataCorruption,
+            format!(
+                "{} pages failed their checksum; no snapshot was written:\n  {}",
+                bad_pages.len(),
+                list.join("\n  ")
+            ),
+        ));
+    }
+
+    let snapshot = Snapshot {
+        program_version: format!("pgcairn {}", env!("CARGO_PKG_VERSION")),
+        started_ns,
+        finished_ns: now_ns(),
+        hostname,
+        tags: request.tags.clone(),
+        parent: parent.as_ref().map(|(id, _)| *id),
+        root,
+        postgres: Some(PostgresBackup {
+            server_version_num: info.version_num,
+            system_identifier: info.system_identifier,
+            pgdata: pgdata_bytes,
+            timeline: start.timeline,
+            start_lsn: start.start_lsn.0,
+            stop_lsn: stop.stop_lsn.0,
+            start_wal: wal::segment_name(start.timeline, start_seg, info.wal_segment_size),
+            stop_wal: wal::segment_name(start.timeline, stop_seg, info.wal_segment_size),
+            wal_segment_size: info.wal_segment_size,
+            backup_label: stop.backup_label,
+            tablespace_map: stop.tablespace_map,
+            data_checksums: info.data_checksums,
+            tablespaces,
+            bad_pages,
+        }),
+        summary: Summary {
+            files: totals.files,
+            dirs: totals.dirs,
+            logical_bytes: totals.logical_bytes,
+            read_bytes: counters.bytes_read.load(Ordering::Relaxed),
+            reused_files: counters.files_reused.load(Ordering::Relaxed),
+            new_blobs: packer_stats.new_blobs,
+            new_stored_bytes: packer_stats.new_stored_bytes,
+        },
+    };
+    let id = repo.save_snapshot(&snapshot)?;
+    Ok(BackupReport {
+        id,
+        snapshot,
+        packer: packer_stats,
+        parent_found: parent.is_some(),
+    })
+}
+
+/// What walking the cluster produced.
+struct Walked {
+    root: Vec<crate::repo::id::BlobId>,
+    totals: WalkTotals,
+    tablespaces: Vec<TablespaceBackup>,
+    stop: BackupStop,
+    start_seg: u64,
+    stop_seg: u64,
+}
+
+/// The data directory and tablespaces, then backup stop, then the WAL the backup needs.
+fn walk_cluster(
+    walker: &Walker,
+    session: &mut BackupSession,
+    request: &BackupRequest,
+    info: &ServerInfo,
+    start: &BackupStart,
+    parent: Option<&Snapshot>,
+    phase: &std::sync::Mutex<&'static str>,
+) -> Result<Walked> {
+    let set_phase = |p| *phase.lock().unwrap_or_else(|e| e.into_inner()) = p;
+    let (mut root, mut totals) =
+        walker.walk_dir(&request.pgdata, b"", parent.map(|p| p.root.as_slice()))?;
+    let tablespaces = walk_tablespaces(walker, &info.tablespaces, parent, &mut totals)?;
+    set_phase("stopping backup");
+    let stop = session.stop()?;
+    set_phase("WAL");
+    let start_seg = wal::segment_of(start.start_lsn, info.wal_segment_size);
+    let stop_seg = wal::prev_segment_of(stop.stop_lsn, info.wal_segment_size).max(start_seg);
+    let wal_dir = walk_wal(
+        walker,
+        &request.pgdata,
+        start.timeline,
+        start_seg..=stop_seg,
+        info.wal_segment_size,
+        info.major(),
+        &mut totals,
+    )?;
+    session.release_wal_reservation();
+    root.push(wal_dir);
+    let root = walker.ingest.packer.add_dir(root)?;
+    Ok(Walked {
+        root,
+        totals,
+        tablespaces,
+        stop,
+        start_seg,
+        stop_seg,
+    })
+}
+
+/// Walks each tablespace's directory (only the server's own version directory is kept).
+fn walk_tablespaces(
+    walker: &Walker,
+    tablespaces: &[crate::pg::session::Tablespace],
+    parent: Option<&Snapshot>,
+    totals: &mut WalkTotals,
+) -> Result<Vec<TablespaceBackup>> {
+    let mut out = Vec::new();
+    for ts in tablespaces {
+        let location = path_bytes(&ts.location);
+        let parent_root = parent
+            .and_then(|p| p.postgres.as_ref())
+            .and_then(|pg| {
+                pg.tablespaces
+                    .iter()
+                    .find(|t| t.oid == ts.oid && t.location == location)
+            })
+            .map(|t| t.root.as_slice());
+        let rel = format!("pg_tblspc/{}", ts.oid);
+        let (nodes, t) = walker
+            .walk_dir(&ts.location, rel.as_bytes(), parent_root)
+            .with_context(|| format!("tablespace {} at {}", ts.oid, ts.location.display()))?;
+        totals.files += t.files;
+        totals.dirs += t.dirs;
+        totals.logical_bytes += t.logical_bytes;
+        out.push(TablespaceBackup {
+            oid: ts.oid,
+            location,
+            root: walker.ingest.packer.add_dir(nodes)?,
+        });
+    }
+    Ok(out)
+}
+
+/// The snapshot's `pg_wal`: its kept subdirectories (empty) and the WAL segments the backup
+/// needs, read from the server's pg_wal, where the replication slot held them.
+fn walk_wal(
+    walker: &Walker,
+    pgdata: &Path,
+    timeline: u32,
+    segments: std::ops::RangeInclusive<u64>,
+    segment_size: u64,
+    major: u32,
+    totals: &mut WalkTotals,
+) -> Result<Node> {
+    let dir = pgdata.join("pg_wal");
+    let stat = |p: &Path| {
+        std::fs::metadata(p).map_err(|e| Error::local_io(e, format!("reading {}", p.display())))
+    };
+    let mut nodes = Vec::new();
+    let mut subdirs = vec![&b"archive_status"[..]];
+    if major >= 17 {
+        subdirs.push(b"summaries");
+    }
+    for name in subdirs {
+        let path = dir.join(std::ffi::OsStr::from_bytes(name));
+        if let Ok(meta) = std::fs::metadata(&path) {
+            let trees = walker.ingest.packer.add_dir(Vec::new())?;
+            nodes.push(node_from_metadata(name, &meta, NodeKind::Dir { trees }));
+            totals.dirs += 1;
+        }
+    }
+    let mut names: Vec<String> = segments
+        .map(|seg| wal::segment_name(timeline, seg, segment_size))
+        .collect();
+    if timeline > 1 && dir.join(wal::history_file_name(timeline)).exists() {
+        names.push(wal::history_file_name(timeline));
+    }
+    let files: Vec<Result<Node>> = {
+        use rayon::prelude::*;
+        names
+            .par_iter()
+            .map(|name| {
+                let path = dir.join(name);
+                let missing = || {
+                    Error::new(
+                        ErrorKind::Database,
+                        format!(
+                            "WAL file {name}, which this backup needs, is no longer in {}; \
+                             it was removed before it could be copied",
+                            dir.display()
+                        ),
+                    )
+                };
+                let meta = std::fs::metadata(&path).map_err(|_| missing())?;
+                let rel = format!("pg_wal/{name}");
+                walker
+                    .file(
+                        &path,
+                        rel.as_bytes(),
+                        name.as_bytes(),
+                        &meta,
+                        FileRole::Wal,
+                        None,
+                    )?
+                    .ok_or_else(missing)
+            })
+            .collect()
+    };
+    for file in files {
+        let node = file?;
+        if let NodeKind::File { size, .. } = &node.kind {
+            totals.files += 1;
+            totals.logical_bytes += size;
+        }
+        nodes.push(node);
+    }
+    let meta = stat(&dir)?;
+    let trees = walker.ingest.packer.add_dir(nodes)?;
+    totals.dirs += 1;
+    Ok(node_from_metadata(
+        b"pg_wal",
+        &meta,
+        NodeKind::Dir { trees },
+    ))
+}

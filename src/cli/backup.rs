@@ -1,0 +1,215 @@
+//! `pgcairn backup`: back up a running cluster into a new snapshot.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+
+use super::GlobalOptions;
+use super::format;
+use super::progress::Progress;
+use crate::backup::{self, BackupReport, BackupRequest};
+use crate::error::{Error, ErrorKind, Result};
+use crate::pg::conn;
+use crate::pg::session::BackupSession;
+use crate::pg::wal::Lsn;
+
+#[derive(Args, Debug, Clone)]
+#[command(after_help = "\
+Examples:
+  pgcairn backup --pgdata /var/lib/postgresql/15/main
+  pgcairn backup --db 'host=/var/run/postgresql port=5432 user=postgres' --tag nightly --fast
+  pgcairn backup --json | jq .snapshot
+
+The backup runs over one session with the non-exclusive backup API (pg_backup_start and
+pg_backup_stop; pg_start_backup/pg_stop_backup on 13 and 14). The role needs superuser or
+EXECUTE on those functions; REPLICATION as well lets pgcairn hold the WAL the backup needs
+with a temporary replication slot. The snapshot carries that WAL, so it restores to a
+consistent state on its own.
+
+Only what changed is stored: files the previous snapshot of this data directory holds
+unchanged (same size, inode, mtime and ctime, settled before it started) are not read, and of
+the files read only chunks not yet in the repository are written. --reread reads everything.
+
+Exit codes: 0 done; 6 --pgdata is not the connected server's; 14 cannot connect or the server
+refuses (wal_level = minimal, missing privileges); 15 bad page checksums with
+--fail-on-checksum-error; 130 interrupted (backup mode ended, no snapshot written).")]
+pub struct BackupArgs {
+    /// The cluster's data directory [env: PGDATA].
+    #[arg(long, env = "PGDATA", value_name = "DIR")]
+    pub pgdata: PathBuf,
+
+    /// Connection string (libpq keyword/value or postgresql:// URL); unset parts come from
+    /// PGHOST, PGPORT, PGUSER, PGDATABASE, PGPASSWORD as with psql.
+    #[arg(long, value_name = "CONNINFO")]
+    pub db: Option<String>,
+
+    /// Label the snapshot (repeatable).
+    #[arg(long = "tag", value_name = "TAG")]
+    pub tags: Vec<String>,
+
+    /// Ask for an immediate checkpoint instead of waiting for a spread one.
+    #[arg(long)]
+    pub fast: bool,
+
+    /// Read every file, even those unchanged since the previous snapshot.
+    #[arg(long)]
+    pub reread: bool,
+
+    /// Fail (exit 15, no snapshot) when a page's checksum does not match.
+    #[arg(long)]
+    pub fail_on_checksum_error: bool,
+
+    /// Print the summary as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(global: &GlobalOptions, args: &BackupArgs) -> Result<()> {
+    let interrupted = super::interrupt::install()?;
+    let repo = global
+        .open_repository()?
+        .load_index(global.cache_dir.as_deref())?;
+    let client = conn::connect(args.db.as_deref())?;
+    let mut session = BackupSession::open(client)?;
+    let request = BackupRequest {
+        pgdata: args.pgdata.clone(),
+        tags: args.tags.clone(),
+        fast: args.fast,
+        reread: args.reread,
+        fail_on_checksum_error: args.fail_on_checksum_error,
+        interrupted: &interrupted,
+    };
+    let began = Instant::now();
+    let progress = Mutex::new(Progress::new(global.quiet));
+    let result = backup::back_up(&repo, &mut session, &request, &|p| {
+        let read = p.counters.bytes_read.load(Ordering::Relaxed)
+            + p.counters.bytes_reused.load(Ordering::Relaxed);
+        let files = p.counters.files_read.load(Ordering::Relaxed)
+            + p.counters.files_reused.load(Ordering::Relaxed);
+        let elapsed = began.elapsed();
+        let eta = eta(read, p.total_bytes, elapsed);
+        let mut progress = progress.lock().unwrap_or_else(|e| e.into_inner());
+        progress.update(|| {
+            format!(
+                "{}: {} / {} in {files} files, {}{eta}",
+                p.phase,
+                format::bytes(read),
+                format::bytes(p.total_bytes),
+                format::rate(p.counters.bytes_read.load(Ordering::Relaxed), elapsed),
+            )
+        });
+    });
+    progress.lock().unwrap_or_else(|e| e.into_inner()).finish();
+    // Ends backup mode (if the backup failed half-way) before the error is reported.
+    drop(session);
+    let report = match result {
+        Err(e) if interrupted.load(Ordering::Relaxed) => {
+            return Err(Error::new(
+                ErrorKind::Interrupted,
+                format!(
+                    "interrupted; backup mode ended and no snapshot was written (data stored so \
+                     far is kept and reused by the next backup) [{e}]"
+                ),
+            ));
+        }
+        other => other?,
+    };
+    print_report(&report, began.elapsed(), args.json, global.quiet);
+    Ok(())
+}
+
+fn eta(done: u64, total: u64, elapsed: Duration) -> String {
+    if done == 0 || done >= total || elapsed < Duration::from_secs(2) {
+        return String::new();
+    }
+    let left = elapsed.as_secs_f64() * (total - done) as f64 / done as f64;
+    format!(", ETA {}", format::duration(Duration::from_secs_f64(left)))
+}
+
+fn print_report(report: &BackupReport, elapsed: Duration, json: bool, quiet: bool) {
+    let s = &report.snapshot;
+    let Some(pg) = &s.postgres else { return };
+    for bad in &pg.bad_pages {
+        eprintln!(
+            "pgcairn: warning: bad page checksum: {} block {}: computed {:#06x}, stored {:#06x}",
+            String::from_utf8_lossy(&bad.path),
+            bad.block,
+            bad.expected,
+            bad.found
+        );
+    }
+    if json {
+        let value = serde_json::json!({
+            "snapshot": report.id.to_hex(),
+            "parent": s.parent.map(|p| p.to_hex()),
+            "time": crate::clock::format_utc(s.started_ns / 1_000_000_000),
+            "duration_seconds": elapsed.as_secs_f64(),
+            "postgres_version": pg.server_version_num,
+            "system_identifier": pg.system_identifier.to_string(),
+            "timeline": pg.timeline,
+            "start_lsn": Lsn(pg.start_lsn).to_string(),
+            "stop_lsn": Lsn(pg.stop_lsn).to_string(),
+            "start_wal": pg.start_wal,
+            "stop_wal": pg.stop_wal,
+            "files": s.summary.files,
+            "files_unchanged": s.summary.reused_files,
+            "dirs": s.summary.dirs,
+            "logical_bytes": s.summary.logical_bytes,
+            "read_bytes": s.summary.read_bytes,
+            "new_blobs": s.summary.new_blobs,
+            "new_bytes": report.packer.new_raw_bytes,
+            "stored_bytes": s.summary.new_stored_bytes,
+            "packs": report.packer.packs,
+            "bad_pages": pg.bad_pages.iter().map(|b| serde_json::json!({
+                "path": String::from_utf8_lossy(&b.path),
+                "block": b.block,
+                "expected": b.expected,
+                "found": b.found,
+            })).collect::<Vec<_>>(),
+            "tags": s.tags,
+        });
+        println!("{value}");
+        return;
+    }
+    if quiet {
+        return;
+    }
+    let parent = match s.parent {
+        Some(p) => format!("incremental from {}", p.short()),
+        None => "first of this data directory".to_string(),
+    };
+    println!("snapshot {} saved ({parent})", report.id.short());
+    println!(
+        "  {} files, {}: {} read, {} files unchanged",
+        s.summary.files,
+        format::bytes(s.summary.logical_bytes),
+        format::bytes(s.summary.read_bytes),
+        s.summary.reused_files
+    );
+    println!(
+        "  added {} ({} new of {} read, after dedup and compression) in {}, {}",
+        format::bytes(s.summary.new_stored_bytes),
+        format::bytes(report.packer.new_raw_bytes),
+        format::bytes(s.summary.read_bytes),
+        format::duration(elapsed),
+        format::rate(s.summary.read_bytes, elapsed),
+    );
+    println!(
+        "  PostgreSQL {}, timeline {}, LSN {}..{}, WAL {}..{}",
+        pg.server_version_num,
+        pg.timeline,
+        Lsn(pg.start_lsn),
+        Lsn(pg.stop_lsn),
+        pg.start_wal,
+        pg.stop_wal
+    );
+    if !pg.bad_pages.is_empty() {
+        println!(
+            "  {} pages failed their checksum (listed above)",
+            pg.bad_pages.len()
+        );
+    }
+}
