@@ -4,29 +4,15 @@
 mod common;
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::pg::{Cluster, ClusterOptions, PgInstall, owned_temp_dir, run_as_cluster_owner};
+use common::pg::{Cluster, ClusterOptions, PgInstall, owned_temp_dir, run_as_owner};
 use pgcairn::ErrorKind;
 use pgcairn::pg::conn::{self, LibpqEnv};
 use pgcairn::pg::control::read_system_identifier;
 use pgcairn::pg::session::{BackupSession, Tablespace};
 use pgcairn::pg::wal::{self, Lsn};
-
-/// A started cluster of `major` with data checksums, or None when it is not installed and the
-/// run opted into skipping.
-fn started(major: u32, extra_conf: &[&str]) -> Option<Cluster> {
-    let install = PgInstall::require(major)?;
-    let mut cluster = Cluster::init(
-        &install,
-        ClusterOptions {
-            data_checksums: true,
-            extra_conf: extra_conf.iter().map(|s| s.to_string()).collect(),
-        },
-    );
-    cluster.start();
-    Some(cluster)
-}
 
 fn open_session(conninfo: &str) -> pgcairn::Result<BackupSession> {
     BackupSession::open(conn::connect(Some(conninfo))?)
@@ -61,7 +47,7 @@ const ABORTED_BACKUP: &str = "aborting backup due to backend exiting";
 
 /// Everything the session does, on one major.
 fn backup_session_on(major: u32) {
-    let Some(cluster) = started(major, &[]) else {
+    let Some(cluster) = Cluster::started_checksummed(major, &[]) else {
         return;
     };
 
@@ -253,7 +239,7 @@ fn backup_session_pg18() {
 /// make the server log the abort.
 #[test]
 fn server_logs_a_backup_left_running() {
-    let Some(cluster) = started(15, &[]) else {
+    let Some(cluster) = Cluster::started_checksummed(15, &[]) else {
         return;
     };
     let mut client = cluster.client();
@@ -271,7 +257,9 @@ fn server_logs_a_backup_left_running() {
 
 #[test]
 fn wal_level_minimal_is_refused() {
-    let Some(cluster) = started(15, &["wal_level = minimal", "max_wal_senders = 0"]) else {
+    let Some(cluster) =
+        Cluster::started_checksummed(15, &["wal_level = minimal", "max_wal_senders = 0"])
+    else {
         return;
     };
     let err = open_session(&cluster.conninfo()).err().expect("refused");
@@ -296,7 +284,8 @@ fn no_server_is_a_database_error_naming_the_socket() {
 }
 
 /// The harness's own promises: the cluster owner, socket and TCP access, helpers, pgbench,
-/// stop and restart, and a copied data directory started with `from_existing`.
+/// stop and restart, and a copied data directory started with `from_existing`. (Its
+/// `config_value` and `walk` are exercised by tests/pg_files.rs.)
 #[test]
 fn harness_runs_a_cluster() {
     let Some(install) = PgInstall::require(15) else {
@@ -361,13 +350,10 @@ fn harness_runs_a_cluster() {
         "{out}"
     );
 
-    // Files made by run_as_cluster_owner belong to the same user as the cluster's.
+    // Files made by run_as_owner belong to the same user as the cluster's.
     let scratch = owned_temp_dir();
     let marker = scratch.path().join("marker");
-    let status = run_as_cluster_owner(std::process::Command::new("touch").arg(&marker))
-        .status()
-        .unwrap();
-    assert!(status.success());
+    run_as_owner(Command::new("touch").arg(&marker), "touch");
     assert_eq!(owner_of(&marker), owner_of(cluster.pgdata()));
 
     // Stop, copy the data directory as its owner would, start the copy.
@@ -377,15 +363,13 @@ fn harness_runs_a_cluster() {
     assert!(!Path::new(&format!("/proc/{pid}")).exists());
     assert!(cluster.log().contains("database system is shut down"));
     let copy: PathBuf = scratch.path().join("copy");
-    let status = run_as_cluster_owner(
-        std::process::Command::new("cp")
+    run_as_owner(
+        Command::new("cp")
             .arg("-a")
             .arg(cluster.pgdata())
             .arg(&copy),
-    )
-    .status()
-    .unwrap();
-    assert!(status.success());
+        "cp -a",
+    );
     let mut restored = Cluster::from_existing(&install, &copy);
     restored.start();
     assert_eq!(
@@ -412,24 +396,20 @@ fn owner_of(path: &Path) -> u32 {
 /// the label says so.
 #[test]
 fn backup_from_a_standby() {
-    let Some(primary) = started(15, &[]) else {
+    let Some(primary) = Cluster::started_checksummed(15, &[]) else {
         return;
     };
     let install = primary.install().clone();
     primary.execute("CREATE TABLE t AS SELECT generate_series(1, 1000) AS i");
     let standby_root = owned_temp_dir();
     let standby_data = standby_root.path().join("standby");
-    let mut basebackup = std::process::Command::new(install.program("pg_basebackup"));
-    basebackup
-        .arg("-D")
-        .arg(&standby_data)
-        .args(["-R", "-X", "stream", "-c", "fast", "-d"])
-        .arg(primary.conninfo());
-    let output = run_as_cluster_owner(&mut basebackup).output().unwrap();
-    assert!(
-        output.status.success(),
-        "pg_basebackup: {}",
-        String::from_utf8_lossy(&output.stderr)
+    run_as_owner(
+        Command::new(install.program("pg_basebackup"))
+            .arg("-D")
+            .arg(&standby_data)
+            .args(["-R", "-X", "stream", "-c", "fast", "-d"])
+            .arg(primary.conninfo()),
+        "pg_basebackup",
     );
     let mut standby = Cluster::from_existing(&install, &standby_data);
     standby.start();

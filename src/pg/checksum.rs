@@ -194,8 +194,6 @@ fn read_u16(page: &[u8], at: usize) -> Option<u16> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pg::datadir::{Disposition, FileKind};
-    use crate::pg::test_cluster::{self, Cluster};
 
     const FIXTURE: &[u8] = include_bytes!("../../tests/data/pages/heap.bin");
 
@@ -355,62 +353,5 @@ mod tests {
         for blkno in 0..70_000u32 {
             assert_ne!(page_checksum(page, blkno), 0);
         }
-    }
-
-    /// Verifies every page of every relation file under `data`, classified by the data
-    /// directory rules the backup uses. Returns (relation files, checksummed pages, new pages).
-    fn verify_cluster(data: &std::path::Path) -> (usize, usize, usize) {
-        let (mut files, mut pages, mut new_pages) = (0, 0, 0);
-        test_cluster::walk(data, &mut |rel, disposition, bytes| {
-            let Disposition::Keep(FileKind::Relation { segment }) = disposition else {
-                return;
-            };
-            files += 1;
-            assert_eq!(
-                bytes.len() % PAGE_SIZE,
-                0,
-                "{rel}: not a whole number of pages"
-            );
-            for (index, page) in bytes.chunks_exact(PAGE_SIZE).enumerate() {
-                let blkno = block_number(segment, index as u32, DEFAULT_RELATION_SEGMENT_BLOCKS);
-                match verify_page(page, blkno, u64::MAX) {
-                    PageVerdict::Valid => pages += 1,
-                    PageVerdict::New => new_pages += 1,
-                    other => panic!("{rel} block {blkno}: {other:?}"),
-                }
-            }
-        });
-        (files, pages, new_pages)
-    }
-
-    /// Every page of a freshly initdb'd checksummed cluster verifies; so does every page after
-    /// the server has run, written user tables, indexes, free space and visibility maps, and
-    /// shut down cleanly.
-    #[test]
-    fn real_cluster_verifies_page_by_page() {
-        let mut cluster = Cluster::init();
-        let (files, pages, _) = verify_cluster(&cluster.data);
-        // A PG15 initdb writes several hundred relation files in three databases and global/.
-        assert!(files > 500, "only {files} relation files");
-        assert!(pages > 1000, "only {pages} pages");
-
-        cluster.start();
-        cluster.psql("create table t(id int primary key, note text)");
-        cluster.psql(
-            "insert into t select g, repeat(md5(g::text), 5) from generate_series(1, 20000) g",
-        );
-        cluster.psql("delete from t where id % 3 = 0");
-        cluster.psql("vacuum analyze t");
-        cluster.psql("create index on t(note)");
-        cluster.stop();
-        let (files_after, pages_after, _) = verify_cluster(&cluster.data);
-        assert!(
-            files_after > files,
-            "{files_after} relation files after, {files} before"
-        );
-        assert!(
-            pages_after > pages + 400,
-            "{pages_after} pages after, {pages} before"
-        );
     }
 }

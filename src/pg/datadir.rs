@@ -349,7 +349,6 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::pg::test_cluster::{self, Cluster};
 
     use Disposition::*;
     const REL0: Disposition = Keep(FileKind::Relation { segment: 0 });
@@ -671,120 +670,5 @@ mod tests {
             15,
         );
         assert_eq!(out, [OTHER]);
-    }
-
-    /// A real PG15 data directory, running, with an unlogged table, a tablespace, and the files a
-    /// running server has (postmaster.pid, pg_internal.init), walked like a backup walks it.
-    #[test]
-    fn real_data_directory() {
-        let mut cluster = Cluster::init();
-        let tablespace = cluster.root.path().join("ts");
-        std::fs::create_dir(&tablespace).unwrap();
-        test_cluster::give_to_postgres(&tablespace);
-        cluster.start();
-        cluster.psql(&format!(
-            "create tablespace ts location '{}'",
-            tablespace.display()
-        ));
-        cluster.psql("create unlogged table u(x int primary key)");
-        cluster.psql("insert into u select generate_series(1, 1000)");
-        cluster.psql("create table t(x int) tablespace ts");
-        cluster.psql("insert into t select generate_series(1, 1000)");
-        cluster.psql("vacuum t");
-        cluster.psql("checkpoint");
-        let unlogged = cluster
-            .psql("select pg_relation_filepath('u')")
-            .trim()
-            .to_string();
-        let unlogged_index = cluster
-            .psql("select pg_relation_filepath('u_pkey')")
-            .trim()
-            .to_string();
-        let in_tablespace = cluster
-            .psql("select pg_relation_filepath('t')")
-            .trim()
-            .to_string();
-        // A temporary-file directory and a stray version directory, as a busy or upgraded
-        // cluster has.
-        std::fs::create_dir_all(cluster.data.join("base/pgsql_tmp")).unwrap();
-        std::fs::write(cluster.data.join("base/pgsql_tmp/pgsql_tmp99.0"), b"x").unwrap();
-        std::fs::create_dir(tablespace.join("PG_14_202107181")).unwrap();
-
-        let mut seen = BTreeMap::new();
-        test_cluster::walk(&cluster.data, &mut |path, disposition, _| {
-            seen.insert(path.to_string(), disposition);
-        });
-        cluster.stop();
-
-        let expect = |path: &str, want: Disposition| {
-            assert_eq!(seen.get(path), Some(&want), "{path}");
-        };
-        expect("PG_VERSION", OTHER);
-        expect("postgresql.conf", OTHER);
-        expect("postmaster.pid", Skip);
-        expect("postmaster.opts", Skip);
-        expect("global", Descend);
-        expect("global/pg_control", OTHER);
-        expect("global/pg_filenode.map", OTHER);
-        expect("global/pg_internal.init", Skip);
-        expect("global/1262", REL0);
-        expect("base/1/1259", REL0);
-        expect("base/1/1259_fsm", REL0);
-        expect("base/1/PG_VERSION", OTHER);
-        expect("base/5/pg_internal.init", Skip);
-        expect("base/pgsql_tmp", Skip);
-        expect("pg_wal", Descend);
-        expect("pg_wal/000000010000000000000001", Skip);
-        expect("pg_wal/archive_status", KeepDirEmpty);
-        for dir in [
-            "pg_dynshmem",
-            "pg_notify",
-            "pg_replslot",
-            "pg_serial",
-            "pg_snapshots",
-            "pg_stat_tmp",
-            "pg_subtrans",
-        ] {
-            expect(dir, KeepDirEmpty);
-        }
-        expect("pg_xact/0000", OTHER);
-        // The unlogged table and its index: init forks only.
-        for path in [&unlogged, &unlogged_index] {
-            expect(path, Skip);
-            expect(&format!("{path}_init"), REL0);
-        }
-        // The tablespace, through its symlink.
-        let (oid_dir, _) = in_tablespace.rsplit_once('/').unwrap();
-        let (version_dir, _) = oid_dir.rsplit_once('/').unwrap();
-        let (tablespace_link, version) = version_dir.rsplit_once('/').unwrap();
-        assert!(
-            is_tablespace_version_dir(version.as_bytes(), 15),
-            "{version}"
-        );
-        expect(tablespace_link, Descend);
-        expect(version_dir, Descend);
-        expect(oid_dir, Descend);
-        expect(&in_tablespace, REL0);
-        expect(&format!("{in_tablespace}_fsm"), REL0);
-        expect(&format!("{in_tablespace}_vm"), REL0);
-        expect(&format!("{tablespace_link}/PG_14_202107181"), Skip);
-        // Nothing under a skipped or emptied directory was looked at, and of pg_wal only
-        // archive_status is kept.
-        for (path, disposition) in &seen {
-            for parent in [
-                "pg_wal/archive_status/",
-                "pg_stat_tmp/",
-                "pg_replslot/",
-                "base/pgsql_tmp/",
-            ] {
-                assert!(!path.starts_with(parent), "{path} visited");
-            }
-            if let Some(rest) = path.strip_prefix("pg_wal/") {
-                assert!(!rest.contains('/'), "{path} visited");
-                if rest != "archive_status" {
-                    assert_eq!(*disposition, Skip, "{path}");
-                }
-            }
-        }
     }
 }

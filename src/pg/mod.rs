@@ -11,6 +11,3 @@ pub mod pgpass;
 pub mod recovery;
 pub mod session;
 pub mod wal;
-
-#[cfg(test)]
-mod test_cluster;

@@ -382,7 +382,6 @@ fn format_utc(secs: i64) -> String {
 mod tests {
     use super::*;
     use crate::ErrorKind;
-    use crate::pg::test_cluster::Cluster;
 
     const STAMP: &str = "2026-11-18 11:06:40 UTC";
     const CLEARED_ALL: &str = "recovery_target = ''\n\
@@ -734,81 +733,5 @@ mod tests {
         assert_eq!(format_utc(0), "1970-01-01 00:00:00 UTC");
         assert_eq!(format_utc(1_795_000_000), "2026-11-18 11:06:40 UTC");
         assert_eq!(format_utc(951_782_400), "2000-02-29 00:00:00 UTC");
-    }
-
-    /// A real PG15 server reads what we wrote: `postgres -C` loads the configuration files
-    /// (running every setting's checks) and prints the value. A recovery target left in
-    /// postgresql.conf must not become a second target.
-    #[test]
-    fn postgres_accepts_the_configuration() {
-        let cluster = Cluster::init();
-        let conf = cluster.data.join("postgresql.conf");
-        let mut text = fs::read_to_string(&conf).unwrap();
-        text.push_str("recovery_target_time = '2020-01-01 00:00:00+00'\nrecovery_target_action = 'shutdown'\n");
-        fs::write(&conf, text).unwrap();
-        let repo = "/srv/my backups/it's 100%";
-        let restore_command = format!(
-            "/usr/local/bin/pgcairn archive-get %f %p --repo {}",
-            restore_command_arg(repo)
-        );
-        let s = RecoverySettings {
-            restore_command: restore_command.clone(),
-            target: Some(RecoveryTarget::Lsn("0/3000060".into())),
-            target_action: Some(TargetAction::Promote),
-            target_timeline: Some("latest".into()),
-            archive_mode_off: true,
-        };
-        write_recovery_config(&cluster.data, &s).unwrap();
-        // Written as root for a postgres-owned directory: the files must still be postgres's.
-        let owner = fs::metadata(&cluster.data).unwrap().uid();
-        for name in [AUTO_CONF, RECOVERY_SIGNAL] {
-            assert_eq!(
-                fs::metadata(cluster.data.join(name)).unwrap().uid(),
-                owner,
-                "{name}"
-            );
-        }
-        let data = cluster.data.to_str().unwrap();
-        let show = |setting: &str| {
-            let out = cluster.postgres(&["-C", setting, "-D", data]);
-            assert!(
-                out.status.success(),
-                "postgres -C {setting}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            String::from_utf8(out.stdout)
-                .unwrap()
-                .trim_end_matches('\n')
-                .to_string()
-        };
-        assert_eq!(show("restore_command"), restore_command);
-        assert!(show("restore_command").contains("'/srv/my backups/it'\\''s 100%%'"));
-        assert_eq!(show("recovery_target_lsn"), "0/3000060");
-        assert_eq!(show("recovery_target_time"), "");
-        assert_eq!(show("recovery_target_action"), "promote");
-        assert_eq!(show("recovery_target_timeline"), "latest");
-        assert_eq!(show("archive_mode"), "off");
-        // Every target kind, and none, loads too.
-        for target in [
-            None,
-            Some(RecoveryTarget::Immediate),
-            Some(RecoveryTarget::Time("2026-01-02 03:04:05+00".into())),
-            Some(RecoveryTarget::Xid("7461".into())),
-            Some(RecoveryTarget::Name("before upgrade".into())),
-        ] {
-            let s = RecoverySettings {
-                target: target.clone(),
-                ..s.clone()
-            };
-            write_recovery_config(&cluster.data, &s).unwrap();
-            assert_eq!(show("recovery_target_lsn"), "", "{target:?}");
-            assert_eq!(
-                show("recovery_target_time"),
-                match &target {
-                    Some(RecoveryTarget::Time(t)) => t.as_str(),
-                    _ => "",
-                }
-            );
-        }
     }
 }

@@ -1,5 +1,7 @@
 //! Real PostgreSQL servers for integration tests: find an installation of a major version, make
-//! a throwaway cluster with initdb, run it as a child process, talk to it, stop it.
+//! a throwaway cluster with initdb, run it as a child process, talk to it, stop it; read its
+//! configuration as the server would (`postgres -C`) and walk its data directory as a backup
+//! does.
 //!
 //! PostgreSQL refuses to run as root, and CI runs the tests as root: then every server program
 //! (and, through [`run_as_cluster_owner`], pgcairn itself where file ownership matters) runs as
@@ -15,6 +17,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use pgcairn::pg::datadir::{Disposition, EntryInfo, dispose};
 use tempfile::TempDir;
 
 /// Where Debian's packages put each major's programs.
@@ -82,56 +85,67 @@ fn fetched_root() -> PathBuf {
 }
 
 /// The OS user that owns clusters: the `postgres` user when running as root, else whoever runs.
-#[derive(Clone, Copy, Debug)]
+#[derive(Debug)]
 struct Owner {
     uid: u32,
     gid: u32,
+    home: String,
 }
 
 /// Some(owner) when the tests run as root and must switch users; None when they need not.
-fn cluster_owner() -> Option<Owner> {
+fn cluster_owner() -> Option<&'static Owner> {
     static OWNER: OnceLock<Option<Owner>> = OnceLock::new();
-    *OWNER.get_or_init(|| {
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        if unsafe { libc::geteuid() } != 0 {
-            return None;
-        }
-        let passwd = fs::read_to_string("/etc/passwd").expect("reading /etc/passwd");
-        let entry = passwd
-            .lines()
-            .map(|line| line.split(':').collect::<Vec<_>>())
-            .find(|fields| fields.first() == Some(&"postgres") && fields.len() >= 4)
-            .expect(
-                "the tests run as root, and PostgreSQL refuses to: they need a `postgres` OS user \
-                 to run servers as (apt-get install postgresql-15 creates one)",
-            );
-        Some(Owner {
-            uid: entry[2].parse().expect("uid in /etc/passwd"),
-            gid: entry[3].parse().expect("gid in /etc/passwd"),
+    OWNER
+        .get_or_init(|| {
+            // SAFETY: geteuid has no preconditions and cannot fail.
+            if unsafe { libc::geteuid() } != 0 {
+                return None;
+            }
+            let passwd = fs::read_to_string("/etc/passwd").expect("reading /etc/passwd");
+            let entry = passwd
+                .lines()
+                .map(|line| line.split(':').collect::<Vec<_>>())
+                .find(|fields| fields.first() == Some(&"postgres") && fields.len() >= 6)
+                .expect(
+                    "the tests run as root, and PostgreSQL refuses to: they need a `postgres` OS \
+                     user to run servers as (apt-get install postgresql-15 creates one)",
+                );
+            Some(Owner {
+                uid: entry[2].parse().expect("uid in /etc/passwd"),
+                gid: entry[3].parse().expect("gid in /etc/passwd"),
+                home: entry[5].to_string(),
+            })
         })
-    })
+        .as_ref()
 }
 
 /// Makes `cmd` run as the cluster owner (the `postgres` user when the tests run as root), with
 /// that user's HOME, so that files it creates belong to the same user as the cluster's.
 pub fn run_as_cluster_owner(cmd: &mut Command) -> &mut Command {
     if let Some(owner) = cluster_owner() {
-        cmd.uid(owner.uid).gid(owner.gid);
-        if let Some(home) = owner_home() {
-            cmd.env("HOME", home);
-        }
-        cmd.env("USER", "postgres").env("LOGNAME", "postgres");
+        cmd.uid(owner.uid)
+            .gid(owner.gid)
+            .env("HOME", &owner.home)
+            .env("USER", "postgres")
+            .env("LOGNAME", "postgres");
     }
     cmd
 }
 
-fn owner_home() -> Option<String> {
-    let passwd = fs::read_to_string("/etc/passwd").ok()?;
-    passwd
-        .lines()
-        .map(|line| line.split(':').collect::<Vec<_>>())
-        .find(|fields| fields.first() == Some(&"postgres") && fields.len() >= 6)
-        .map(|fields| fields[5].to_string())
+/// Runs `cmd` as the cluster owner to completion; panics with its output if it fails.
+pub fn run_as_owner(cmd: &mut Command, what: &str) -> Output {
+    let output = run_as_cluster_owner(cmd)
+        .output()
+        .unwrap_or_else(|err| panic!("{what}: cannot run {cmd:?}: {err}"));
+    if !output.status.success() {
+        panic!(
+            "{what} failed ({}): {cmd:?}\nstdout:\n{}\nstderr:\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    output
 }
 
 /// Gives `path` to the cluster owner (nothing to do when not running as root).
@@ -151,22 +165,6 @@ pub fn owned_temp_dir() -> TempDir {
         .expect("creating a temporary directory");
     give_to_cluster_owner(dir.path());
     dir
-}
-
-/// Runs `cmd` to completion; panics with its output on failure.
-fn run(cmd: &mut Command, what: &str) -> Output {
-    let output = cmd
-        .output()
-        .unwrap_or_else(|err| panic!("{what}: cannot run {cmd:?}: {err}"));
-    if !output.status.success() {
-        panic!(
-            "{what} failed ({}): {cmd:?}\nstdout:\n{}\nstderr:\n{}",
-            output.status,
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    output
 }
 
 /// How to make a cluster.
@@ -207,7 +205,7 @@ impl Cluster {
         } else if install.major >= 18 {
             initdb.arg("--no-data-checksums");
         }
-        run(run_as_cluster_owner(&mut initdb), "initdb");
+        run_as_owner(&mut initdb, "initdb");
 
         let mut conf = String::from(
             "\n# pgcairn test harness\n\
@@ -225,6 +223,26 @@ impl Cluster {
         }
         append(&pgdata.join("postgresql.conf"), &conf);
         Cluster::new(install, dir, pgdata)
+    }
+
+    /// initdb of `major` with data checksums and `extra_conf`; not started. None when `major` is
+    /// not installed and the run opted into skipping ([`PgInstall::require`]).
+    pub fn checksummed(major: u32, extra_conf: &[&str]) -> Option<Cluster> {
+        let install = PgInstall::require(major)?;
+        Some(Cluster::init(
+            &install,
+            ClusterOptions {
+                data_checksums: true,
+                extra_conf: extra_conf.iter().map(|s| s.to_string()).collect(),
+            },
+        ))
+    }
+
+    /// [`Cluster::checksummed`], started.
+    pub fn started_checksummed(major: u32, extra_conf: &[&str]) -> Option<Cluster> {
+        let mut cluster = Cluster::checksummed(major, extra_conf)?;
+        cluster.start();
+        Some(cluster)
     }
 
     /// A cluster over an existing data directory (a restored one), owned by the cluster owner.
@@ -485,8 +503,30 @@ impl Cluster {
             .args(args)
             .arg("postgres")
             .env_remove("PGPASSWORD");
-        let output = run(run_as_cluster_owner(&mut cmd), "pgbench");
+        let output = run_as_owner(&mut cmd, "pgbench");
         String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// The value of `setting` as the server reads it from the configuration files (running
+    /// every setting's checks): `postgres -C setting`, run as the cluster owner. For settings
+    /// that are not computed at run time the server need not be running.
+    pub fn config_value(&self, setting: &str) -> String {
+        let mut cmd = Command::new(self.install.program("postgres"));
+        cmd.args(["-C", setting, "-D"]).arg(&self.pgdata);
+        let output = run_as_owner(&mut cmd, &format!("postgres -C {setting}"));
+        String::from_utf8(output.stdout)
+            .expect("postgres -C prints UTF-8")
+            .trim_end_matches('\n')
+            .to_string()
+    }
+
+    /// Walks the data directory the way a backup does: asks [`dispose`] (for this cluster's
+    /// major) about each directory's entries and descends, following symlinks (pg_tblspc).
+    /// Calls `visit` with each entry's path relative to the data directory, its disposition and,
+    /// for kept files, their contents (empty otherwise). Entries that vanish mid-walk (a running
+    /// server's temporary files) are passed by.
+    pub fn walk(&self, visit: &mut dyn FnMut(&str, Disposition, &[u8])) {
+        walk_dir(&self.pgdata, "", self.install.major, visit);
     }
 
     /// The server's log so far.
@@ -502,6 +542,48 @@ impl Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+fn walk_dir(pgdata: &Path, rel: &str, major: u32, visit: &mut dyn FnMut(&str, Disposition, &[u8])) {
+    let mut names = Vec::new();
+    for entry in fs::read_dir(pgdata.join(rel)).expect("reading the data directory") {
+        let entry = entry.expect("reading a directory entry");
+        let Ok(meta) = fs::metadata(entry.path()) else {
+            continue;
+        };
+        names.push((entry.file_name().into_encoded_bytes(), meta.is_dir()));
+    }
+    names.sort();
+    let infos: Vec<EntryInfo<'_>> = names
+        .iter()
+        .map(|(name, is_dir)| EntryInfo {
+            name,
+            is_dir: *is_dir,
+        })
+        .collect();
+    let dispositions = dispose(rel.as_bytes(), &infos, major);
+    assert_eq!(dispositions.len(), infos.len());
+    for (info, disposition) in infos.iter().zip(dispositions) {
+        let name = String::from_utf8_lossy(info.name);
+        let path = if rel.is_empty() {
+            name.into_owned()
+        } else {
+            format!("{rel}/{name}")
+        };
+        match disposition {
+            Disposition::Keep(_) => {
+                let Ok(bytes) = fs::read(pgdata.join(&path)) else {
+                    continue;
+                };
+                visit(&path, disposition, &bytes);
+            }
+            Disposition::Descend => {
+                visit(&path, disposition, &[]);
+                walk_dir(pgdata, &path, major, visit);
+            }
+            Disposition::Skip | Disposition::KeepDirEmpty => visit(&path, disposition, &[]),
+        }
     }
 }
 
