@@ -16,9 +16,11 @@ Quick start:
   pgcairn init
   pgcairn key list
 
-Exit codes: 0 success, 2 usage, 3 password, 4 no repository, 5 repository exists, 6 refused,
-10 damaged or tampered data, 11 unsupported format version, 12 storage error, 13 local error,
-70 internal error."
+Exit codes: 0 success, 1 archive-get: not in the repository, 2 usage, 3 password,
+4 no repository, 5 repository exists, 6 refused, 10 damaged or tampered data, 11 unsupported
+format version, 12 storage error, 13 local error, 14 PostgreSQL (connection, settings,
+privileges), 15 bad page checksums (backup --fail-on-checksum-error), 70 internal error,
+130 interrupted."
 )]
 struct Cli {
     #[command(flatten)]
@@ -33,6 +35,10 @@ enum Command {
     Init(cli::init::InitArgs),
     /// Back up a running cluster into a new snapshot.
     Backup(cli::backup::BackupArgs),
+    /// List the snapshots.
+    Snapshots(cli::snapshots::SnapshotsArgs),
+    /// Summarise the repository: size, dedup and compression, clusters.
+    Info(cli::info::InfoArgs),
     /// Rebuild a data directory from a snapshot and configure recovery.
     Restore(cli::restore::RestoreArgs),
     /// Fetch a WAL file for the server's restore_command (exit 1: not in the repository).
@@ -59,6 +65,8 @@ fn main() {
         Command::Init(args) => cli::init::run(&global, args),
         Command::Backup(args) => cli::backup::run(&global, args),
         Command::Restore(args) => cli::restore::run(&global, args),
+        Command::Snapshots(args) => cli::snapshots::run(&global, args),
+        Command::Info(args) => cli::info::run(&global, args),
         Command::ArchiveGet(args) => cli::archive_get::run(&global, args),
         Command::Key(command) => cli::key::run(&global, command),
         Command::Repair(command) => cli::repair::run(&global, command),

@@ -5,6 +5,7 @@ pub mod archive_get;
 pub mod backup;
 pub mod format;
 pub mod global;
+pub mod info;
 pub mod init;
 pub mod interrupt;
 pub mod key;
@@ -12,5 +13,6 @@ pub mod password;
 pub mod progress;
 pub mod repair;
 pub mod restore;
+pub mod snapshots;
 
 pub use global::GlobalOptions;

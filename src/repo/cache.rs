@@ -41,6 +41,14 @@ pub struct BlobLocation {
     pub entry: PackedBlob,
 }
 
+/// What [`IndexCache::blob_totals`] counts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BlobTotals {
+    pub blobs: u64,
+    pub raw_bytes: u64,
+    pub stored_bytes: u64,
+}
+
 pub struct IndexCache {
     conn: Connection,
 }
@@ -254,6 +262,22 @@ impl IndexCache {
             .conn
             .prepare_cached("SELECT 1 FROM blobs WHERE id = ?1 AND type = ?2 LIMIT 1")?;
         Ok(stmt.exists(params![id.as_bytes(), blob_type.code()])?)
+    }
+
+    /// Distinct blobs of one type, their plaintext bytes and their stored (envelope) bytes.
+    /// A blob stored in several packs counts once.
+    pub fn blob_totals(&self, blob_type: BlobType) -> Result<BlobTotals> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT count(*), coalesce(sum(raw_len), 0), coalesce(sum(stored_len), 0) FROM \
+             (SELECT raw_len, stored_len FROM blobs WHERE type = ?1 GROUP BY id)",
+        )?;
+        Ok(stmt.query_row([blob_type.code()], |r| {
+            Ok(BlobTotals {
+                blobs: r.get::<_, i64>(0)? as u64,
+                raw_bytes: r.get::<_, i64>(1)? as u64,
+                stored_bytes: r.get::<_, i64>(2)? as u64,
+            })
+        })?)
     }
 
     /// Every indexed pack and its size.
