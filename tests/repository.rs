@@ -6,6 +6,7 @@ mod common;
 use common::*;
 use pgcairn::ErrorKind;
 use pgcairn::crypto::KdfParams;
+use pgcairn::repo::id::BlobId;
 use pgcairn::repo::pack::BlobType;
 use pgcairn::repo::random::RandomSource;
 use pgcairn::repo::{InitOptions, Repository};
@@ -438,5 +439,37 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
         } else {
             std::fs::copy(entry.path(), target).unwrap();
         }
+    }
+}
+
+#[test]
+fn locating_many_blobs_agrees_with_single_lookups_by_scan_and_by_lookup() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut repo = init_indexed(dir.path());
+    populate(&mut repo);
+    let entries = repo.with_cache(|c| c.entries()).unwrap();
+    let data: Vec<BlobId> = entries
+        .iter()
+        .filter(|e| e.entry.blob_type == BlobType::Data)
+        .map(|e| e.entry.id)
+        .collect();
+    assert!(data.len() > 16, "populate stores {} data blobs", data.len());
+    let unknown = BlobId([0x5a; 32]);
+    // All of them: answered by one scan. Two of them: by lookups.
+    for wanted in [data.clone(), data[..2].to_vec()] {
+        let mut ids: std::collections::HashSet<BlobId> = wanted.iter().copied().collect();
+        ids.insert(unknown);
+        let found = repo
+            .with_cache(|c| c.locate_many(BlobType::Data, &ids))
+            .unwrap();
+        assert_eq!(found.len(), wanted.len());
+        for id in &wanted {
+            let single = repo
+                .with_cache(|c| c.lookup(BlobType::Data, id))
+                .unwrap()
+                .unwrap();
+            assert_eq!(found[id], single);
+        }
+        assert!(!found.contains_key(&unknown));
     }
 }

@@ -2,7 +2,7 @@
 //! packs. It is only ever a cache: on every open it is brought in step with the index files on
 //! storage, and it can be deleted at any time.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -311,32 +311,75 @@ impl IndexCache {
             "SELECT b.id, b.type, p.id, b.offset, b.stored_len, b.raw_len FROM blobs b \
              JOIN packs p ON p.num = b.pack {filter} ORDER BY b.id, b.type, p.id"
         ))?;
-        let rows = stmt.query_map(params, |r| {
-            Ok((
-                r.get::<_, Vec<u8>>(0)?,
-                r.get::<_, u8>(1)?,
-                r.get::<_, Vec<u8>>(2)?,
-                r.get::<_, i64>(3)?,
-                r.get::<_, u32>(4)?,
-                r.get::<_, u32>(5)?,
-            ))
-        })?;
-        let mut out = Vec::new();
+        let rows = stmt.query_map(params, location_row)?;
+        rows.map(|row| to_location(row?)).collect()
+    }
+
+    /// The location of each of `ids` (any copy), as one pass over the blobs of that type when
+    /// the request is a sizeable share of them (a restore asks for a whole snapshot's chunks,
+    /// and a scan is then several times faster than one lookup per id), else by lookups.
+    /// Ids the cache does not know are left out.
+    pub fn locate_many(
+        &self,
+        blob_type: BlobType,
+        ids: &HashSet<BlobId>,
+    ) -> Result<HashMap<BlobId, BlobLocation>> {
+        let mut out = HashMap::with_capacity(ids.len());
+        let total: i64 = self.conn.query_row(
+            "SELECT count(*) FROM blobs WHERE type = ?1",
+            [blob_type.code()],
+            |r| r.get(0),
+        )?;
+        if (ids.len() as i64) * 8 < total {
+            for id in ids {
+                if let Some(loc) = self.lookup(blob_type, id)? {
+                    out.insert(*id, loc);
+                }
+            }
+            return Ok(out);
+        }
+        let mut stmt = self.conn.prepare(
+            "SELECT b.id, b.type, p.id, b.offset, b.stored_len, b.raw_len FROM blobs b \
+             JOIN packs p ON p.num = b.pack WHERE b.type = ?1",
+        )?;
+        let rows = stmt.query_map([blob_type.code()], location_row)?;
         for row in rows {
-            let (id, ty, pack, offset, stored_len, raw_len) = row?;
-            out.push(BlobLocation {
-                pack: PackId(to_id(&pack)?),
-                entry: PackedBlob {
-                    blob_type: BlobType::from_code(ty)?,
-                    id: BlobId(to_id(&id)?),
-                    offset: offset as u64,
-                    stored_len,
-                    raw_len,
-                },
-            });
+            let row = row?;
+            let Ok(id) = <[u8; 32]>::try_from(row.0.as_slice()) else {
+                return Err(Error::local("index cache holds an id that is not 32 bytes"));
+            };
+            if ids.contains(&BlobId(id)) && !out.contains_key(&BlobId(id)) {
+                out.insert(BlobId(id), to_location(row)?);
+            }
         }
         Ok(out)
     }
+}
+
+type LocationRow = (Vec<u8>, u8, Vec<u8>, i64, u32, u32);
+
+fn location_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LocationRow> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+    ))
+}
+
+fn to_location((id, ty, pack, offset, stored_len, raw_len): LocationRow) -> Result<BlobLocation> {
+    Ok(BlobLocation {
+        pack: PackId(to_id(&pack)?),
+        entry: PackedBlob {
+            blob_type: BlobType::from_code(ty)?,
+            id: BlobId(to_id(&id)?),
+            offset: offset as u64,
+            stored_len,
+            raw_len,
+        },
+    })
 }
 
 fn configure(conn: &Connection) -> Result<()> {

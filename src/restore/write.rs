@@ -2,7 +2,7 @@
 //! decrypted, checked against their ids and written to every place that needs them, packs in
 //! parallel. In a delta restore, chunks already on disk with the right content are left alone.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -93,9 +93,15 @@ impl Writer<'_> {
                 });
             }
         }
+        let ids: HashSet<BlobId> = by_blob.keys().copied().collect();
+        let mut located = self
+            .repo
+            .with_cache(|c| c.locate_many(BlobType::Data, &ids))?;
         let mut by_pack: HashMap<PackId, Vec<(BlobLocation, Vec<Destination>)>> = HashMap::new();
         for (id, destinations) in by_blob {
-            let loc = self.repo.locate_blob(BlobType::Data, &id)?;
+            let loc = located.remove(&id).ok_or_else(|| {
+                Error::integrity(format!("data blob {id} is not in any index file"))
+            })?;
             by_pack
                 .entry(loc.pack)
                 .or_default()
