@@ -1,23 +1,63 @@
 #!/usr/bin/env bash
-# Builds pgcairn and runs it against a throwaway local repository: init, a second password,
-# the key list and an index check. Everything it creates is removed on exit.
+# The main job on a throwaway setup: builds pgcairn, starts a PostgreSQL 15 cluster with data
+# checksums and some pgbench data, creates a local repository, takes a full and an incremental
+# backup while pgbench writes, lists them, restores the latest into a new directory, starts it
+# and checks the data. Everything it creates is removed on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+scripts/install-postgres.sh
 cargo build --release --locked --bin pgcairn
 bin=$PWD/target/release/pgcairn
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+pgbin=/usr/lib/postgresql/15/bin
 
-export PGCAIRN_REPO=$work/repo PGCAIRN_CACHE_DIR=$work/cache
-export PGCAIRN_PASSWORD_FILE=$work/password
-umask 077
-printf '%s\n' 'correct horse battery staple' > "$work/password"
-printf '%s\n' 'a second, independent passphrase' > "$work/password-ops"
+work=$(mktemp -d)
+chmod 755 "$work"
+# PostgreSQL refuses to run as root: then the servers and pgcairn run as the postgres user.
+if [ "$(id -u)" = 0 ]; then
+    chown postgres "$work"
+    as_pg() { runuser -u postgres -- "$@"; }
+else
+    as_pg() { "$@"; }
+fi
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+cleanup() {
+    for d in "$work/data" "$work/restored"; do
+        [ -f "$d/postmaster.pid" ] && as_pg "$pgbin/pg_ctl" -D "$d" -m immediate stop >/dev/null 2>&1
+    done
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+pg_start() { as_pg "$pgbin/pg_ctl" -D "$1" -l "$1.log" -w -o "-p $2 -k $work -c listen_addresses=''" start >/dev/null; }
+psql_at() { as_pg "$pgbin/psql" -h "$work" -p "$1" -U postgres -d postgres -Atc "$2"; }
+
+echo "== a PostgreSQL 15 cluster with data checksums and pgbench data (scale 10)"
+as_pg "$pgbin/initdb" -k -A trust -U postgres -D "$work/data" >/dev/null
+pg_start "$work/data" "$port"
+as_pg "$pgbin/pgbench" -h "$work" -p "$port" -U postgres -i -s 10 -q postgres 2>/dev/null
+
+export PGCAIRN_REPO=$work/repo PGCAIRN_CACHE_DIR=$work/cache PGCAIRN_PASSWORD_FILE=$work/password
+as_pg sh -c "umask 077; printf '%s\n' 'correct horse battery staple' > '$work/password'"
+db="host=$work port=$port user=postgres dbname=postgres"
+pgc() { as_pg env PGCAIRN_REPO="$PGCAIRN_REPO" PGCAIRN_CACHE_DIR="$PGCAIRN_CACHE_DIR" \
+    PGCAIRN_PASSWORD_FILE="$PGCAIRN_PASSWORD_FILE" "$bin" "$@"; }
 
 set -x
-"$bin" init
-"$bin" key add --new-password-file "$work/password-ops"
-"$bin" key list
-"$bin" --password-file "$work/password-ops" key list --json
-"$bin" repair index
+pgc init
+pgc backup --pgdata "$work/data" --db "$db" --fast --tag first
+as_pg "$pgbin/pgbench" -h "$work" -p "$port" -U postgres -n -T 3 postgres >/dev/null &
+pgc backup --pgdata "$work/data" --db "$db" --fast --tag second
+wait
+pgc snapshots
+pgc info
+pgc restore latest --pgdata "$work/restored" --target-immediate --target-action promote
+set +x
+
+echo "== start the restored cluster and check it"
+pg_start "$work/restored" $((port + 1))
+accounts=$(psql_at $((port + 1)) "SELECT count(*) FROM pgbench_accounts")
+balanced=$(psql_at $((port + 1)) "SELECT (SELECT sum(abalance) FROM pgbench_accounts) = (SELECT coalesce(sum(delta), 0) FROM pgbench_history)")
+echo "restored: $accounts accounts, balances match history: $balanced"
+[ "$accounts" = 1000000 ] && [ "$balanced" = t ]
+echo "quick start: OK"
