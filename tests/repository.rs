@@ -457,19 +457,22 @@ fn locating_many_blobs_agrees_with_single_lookups_by_scan_and_by_lookup() {
     let unknown = BlobId([0x5a; 32]);
     // All of them: answered by one scan. Two of them: by lookups.
     for wanted in [data.clone(), data[..2].to_vec()] {
-        let mut ids: std::collections::HashSet<BlobId> = wanted.iter().copied().collect();
-        ids.insert(unknown);
-        let found = repo
-            .with_cache(|c| c.locate_many(BlobType::Data, &ids))
+        let mut ids: std::collections::HashMap<BlobId, usize> =
+            wanted.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+        ids.insert(unknown, usize::MAX);
+        let mut found = Vec::new();
+        repo.with_cache(|c| c.locate_many(BlobType::Data, &mut ids, |loc, i| found.push((loc, i))))
             .unwrap();
         assert_eq!(found.len(), wanted.len());
-        for id in &wanted {
+        for (loc, i) in found {
+            assert_eq!(loc.entry.id, wanted[i]);
             let single = repo
-                .with_cache(|c| c.lookup(BlobType::Data, id))
+                .with_cache(|c| c.lookup(BlobType::Data, &wanted[i]))
                 .unwrap()
                 .unwrap();
-            assert_eq!(found[id], single);
+            assert_eq!(loc, single);
         }
-        assert!(!found.contains_key(&unknown));
+        // Only the unknown id is left.
+        assert_eq!(ids.into_keys().collect::<Vec<_>>(), vec![unknown]);
     }
 }

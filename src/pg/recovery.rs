@@ -339,8 +339,9 @@ fn guc_quote(value: &str) -> String {
     out
 }
 
-/// Writes `path` whole and durably with exactly `mode`, owned by `owner` (when running as root
-/// for a data directory owned by postgres, a file left root's would be unreadable to the server).
+/// Writes `path` whole and durably with exactly `mode`; when running as root, owned by `owner`
+/// (for a data directory owned by postgres, a file left root's would be unreadable to the
+/// server).
 fn write_file(path: &Path, content: &[u8], mode: u32, owner: (u32, u32)) -> Result<()> {
     let io = |e| Error::local_io(e, path.display());
     let mut file: File = OpenOptions::new()
@@ -354,7 +355,10 @@ fn write_file(path: &Path, content: &[u8], mode: u32, owner: (u32, u32)) -> Resu
     file.set_permissions(fs::Permissions::from_mode(mode))
         .map_err(io)?;
     let meta = file.metadata().map_err(io)?;
-    if (meta.uid(), meta.gid()) != owner {
+    // Only root may give a file away; anyone else writes files that are already theirs.
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    if root && (meta.uid(), meta.gid()) != owner {
         std::os::unix::fs::fchown(&file, Some(owner.0), Some(owner.1)).map_err(|e| {
             Error::local_io(
                 e,

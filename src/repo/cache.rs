@@ -315,44 +315,47 @@ impl IndexCache {
         rows.map(|row| to_location(row?)).collect()
     }
 
-    /// The location of each of `ids` (any copy), as one pass over the blobs of that type when
-    /// the request is a sizeable share of them (a restore asks for a whole snapshot's chunks,
-    /// and a scan is then several times faster than one lookup per id), else by lookups.
-    /// Ids the cache does not know are left out.
-    pub fn locate_many(
+    /// Finds each blob of `wanted` (any copy), takes it out of `wanted` and hands its
+    /// location and value to `found`; what is left in `wanted` afterwards is in no index file.
+    /// One pass over the blobs of that type when the request is a sizeable share of them (a
+    /// restore asks for a whole snapshot's chunks, and a scan is then several times faster
+    /// than one lookup per id), else one lookup per id.
+    pub fn locate_many<V>(
         &self,
         blob_type: BlobType,
-        ids: &HashSet<BlobId>,
-    ) -> Result<HashMap<BlobId, BlobLocation>> {
-        let mut out = HashMap::with_capacity(ids.len());
+        wanted: &mut HashMap<BlobId, V>,
+        mut found: impl FnMut(BlobLocation, V),
+    ) -> Result<()> {
         let total: i64 = self.conn.query_row(
             "SELECT count(*) FROM blobs WHERE type = ?1",
             [blob_type.code()],
             |r| r.get(0),
         )?;
-        if (ids.len() as i64) * 8 < total {
+        if (wanted.len() as i64) * 8 < total {
+            let ids: Vec<BlobId> = wanted.keys().copied().collect();
             for id in ids {
-                if let Some(loc) = self.lookup(blob_type, id)? {
-                    out.insert(*id, loc);
+                if let Some(loc) = self.lookup(blob_type, &id)?
+                    && let Some(value) = wanted.remove(&id)
+                {
+                    found(loc, value);
                 }
             }
-            return Ok(out);
+            return Ok(());
         }
         let mut stmt = self.conn.prepare(
             "SELECT b.id, b.type, p.id, b.offset, b.stored_len, b.raw_len FROM blobs b \
              JOIN packs p ON p.num = b.pack WHERE b.type = ?1",
         )?;
-        let rows = stmt.query_map([blob_type.code()], location_row)?;
-        for row in rows {
-            let row = row?;
-            let Ok(id) = <[u8; 32]>::try_from(row.0.as_slice()) else {
-                return Err(Error::local("index cache holds an id that is not 32 bytes"));
-            };
-            if ids.contains(&BlobId(id)) && !out.contains_key(&BlobId(id)) {
-                out.insert(BlobId(id), to_location(row)?);
+        let mut rows = stmt.query([blob_type.code()])?;
+        while let Some(row) = rows.next()? {
+            let id = BlobId(to_id(
+                row.get_ref(0)?.as_blob().map_err(rusqlite::Error::from)?,
+            )?);
+            if let Some(value) = wanted.remove(&id) {
+                found(to_location(location_row(row)?)?, value);
             }
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -385,9 +388,11 @@ fn to_location((id, ty, pack, offset, stored_len, raw_len): LocationRow) -> Resu
 fn configure(conn: &Connection) -> Result<()> {
     conn.busy_timeout(Duration::from_secs(60))?;
     // WAL journal: readers never wait for a writer; NORMAL sync is safe with WAL (a crash may
-    // lose the last transactions, which the next open re-syncs from storage). 64 MiB page cache.
+    // lose the last transactions, which the next open re-syncs from storage). A 16 MiB page
+    // cache: it counts against a backup's memory budget, and pages beyond it come from the
+    // kernel's page cache.
     conn.execute_batch(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -65536;
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -16384;
          PRAGMA temp_store = MEMORY; PRAGMA foreign_keys = OFF;",
     )?;
     Ok(())
