@@ -410,11 +410,25 @@ fn delta_restore_over_a_modified_directory_equals_a_fresh_restore() {
         .set_len(tellers_len / 2 + 17)
         .unwrap();
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(b.join("PG_VERSION"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::set_permissions(
+        b.join("pg_hba.conf"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
     owned_file(&b.join(accounts.with_file_name("99999")), b"extra relation");
     std::fs::create_dir(b.join("extra_dir")).unwrap();
     give_to_cluster_owner(&b.join("extra_dir"));
     owned_file(&b.join("extra_dir/inside"), b"extra file in an extra dir");
+    // Entries of the wrong kind: a directory where the snapshot has a file, a file where it
+    // has a directory, a symlink where it has a file.
+    std::fs::remove_file(b.join("global/pg_filenode.map")).unwrap();
+    std::fs::create_dir(b.join("global/pg_filenode.map")).unwrap();
+    give_to_cluster_owner(&b.join("global/pg_filenode.map"));
+    owned_file(&b.join("global/pg_filenode.map/inside"), b"in the way");
+    std::fs::remove_dir(b.join("pg_notify")).unwrap();
+    owned_file(&b.join("pg_notify"), b"a file, not a directory");
+    std::fs::remove_file(b.join("PG_VERSION")).unwrap();
+    std::os::unix::fs::symlink(b.join("postgresql.conf"), b.join("PG_VERSION")).unwrap();
     owned_file(
         &b.join("pg_wal/000000010000000000000099"),
         &vec![0x5a; 1 << 20],
