@@ -75,8 +75,11 @@ fn round_trip_pg15_under_pgbench_load() {
         "CREATE TABLESPACE elsewhere LOCATION '{}'",
         ts_old.path().display()
     ));
+    // (No autovacuum on the tablespace's table: the test compares the source's tablespace
+    // directory before and after a refused restore.)
     source.execute(
-        "CREATE TABLE spaced (id int PRIMARY KEY, v text) TABLESPACE elsewhere;
+        "CREATE TABLE spaced (id int PRIMARY KEY, v text)
+             WITH (autovacuum_enabled = false) TABLESPACE elsewhere;
          INSERT INTO spaced SELECT g, md5(g::text) FROM generate_series(1, 20000) g;
          CREATE UNLOGGED TABLE scratch (id int PRIMARY KEY, v text);
          INSERT INTO scratch SELECT g, md5(g::text) FROM generate_series(1, 10000) g;
@@ -135,6 +138,17 @@ fn round_trip_pg15_under_pgbench_load() {
     let snapshot = str_field(&backup, "snapshot").to_string();
 
     let (_restore_dir, pgdata) = new_target("data");
+    // Without --tablespace-map the tablespace would go back to where the source's still is:
+    // refused, before anything is written.
+    let ts_files_before = tree(ts_old.path());
+    let out = cairn.restore(&snapshot, &pgdata, &[]);
+    common::cairn::assert_code(&out, 6, "restore onto the source's tablespace directory");
+    assert!(
+        !pgdata.exists(),
+        "the refused restore created {}",
+        pgdata.display()
+    );
+    assert_same_tree(&ts_files_before, &tree(ts_old.path()), "source tablespace");
     let ts_dir = owned_temp_dir();
     let ts_new = ts_dir.path().join("moved");
     let mapping = format!("{}={}", ts_old.path().display(), ts_new.display());
