@@ -186,6 +186,12 @@ pub fn back_up(
     let parent_files = match (&parent, request.reread) {
         (Some((_, p)), false) => Some(ParentFiles {
             started_ns: p.started_ns,
+            bad_page_files: p
+                .postgres
+                .iter()
+                .flat_map(|pg| &pg.bad_pages)
+                .map(|b| b.path.clone())
+                .collect(),
         }),
         _ => None,
     };

@@ -12,19 +12,33 @@
 //!
 //! pgBackRest reaches the same place the other way round: it waits out the timestamp
 //! resolution at the end of each backup. `backup --reread` reads every file regardless.
+//!
+//! A file in which the parent found pages failing their checksum is always read again: the
+//! damage is usually older than any backup, and a snapshot that took the file unread would
+//! hold the bad page without reporting it (nor fail with `--fail-on-checksum-error`).
+
+use std::collections::HashSet;
 
 use crate::repo::tree::{Node, NodeKind};
 
 /// How far before the parent's start a file's timestamps must be for it to count as settled.
 pub const TIMESTAMP_MARGIN_NS: i64 = 2_000_000_000;
 
-/// The parent snapshot's clock: when it started.
-#[derive(Clone, Copy, Debug)]
+/// The parent snapshot's clock, and the files it found bad pages in.
+#[derive(Clone, Debug, Default)]
 pub struct ParentFiles {
     pub started_ns: i64,
+    /// Paths (as in the snapshot) of the files with bad pages in the parent.
+    pub bad_page_files: HashSet<Vec<u8>>,
 }
 
 impl ParentFiles {
+    /// Whether the file at `rel` may be taken from the parent without reading: it is
+    /// [`unchanged`](Self::unchanged), and the parent found no bad pages in it.
+    pub fn reusable(&self, rel: &[u8], old: &Node, fresh: &Node) -> bool {
+        !self.bad_page_files.contains(rel) && self.unchanged(old, fresh)
+    }
+
     /// Whether `fresh` (metadata of the file now) is the file `old` (its node in the parent),
     /// unchanged since the parent read it.
     pub fn unchanged(&self, old: &Node, fresh: &Node) -> bool {
@@ -68,6 +82,7 @@ mod tests {
     fn only_settled_identical_files_are_reused() {
         let parent = ParentFiles {
             started_ns: 100_000_000_000,
+            ..ParentFiles::default()
         };
         let old = file(8192, 50_000_000_000, 50_000_000_000, 7);
         assert!(parent.unchanged(&old, &old.clone()));
@@ -82,5 +97,16 @@ mod tests {
         assert!(!parent.unchanged(&recent, &recent.clone()));
         let ctime_recent = file(8192, 50_000_000_000, 99_500_000_000, 7);
         assert!(!parent.unchanged(&ctime_recent, &ctime_recent.clone()));
+    }
+
+    #[test]
+    fn files_with_bad_pages_in_the_parent_are_read_again() {
+        let parent = ParentFiles {
+            started_ns: 100_000_000_000,
+            bad_page_files: HashSet::from([b"base/5/16384".to_vec()]),
+        };
+        let old = file(8192, 50_000_000_000, 50_000_000_000, 7);
+        assert!(!parent.reusable(b"base/5/16384", &old, &old.clone()));
+        assert!(parent.reusable(b"base/5/16385", &old, &old.clone()));
     }
 }

@@ -232,7 +232,7 @@ impl Walker<'_> {
             },
         );
         if let (Some(files), Some(old)) = (&self.parent, parent)
-            && files.unchanged(old, &fresh)
+            && files.reusable(rel, old, &fresh)
         {
             let counters = &self.ingest.counters;
             counters.files_reused.fetch_add(1, Ordering::Relaxed);

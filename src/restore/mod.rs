@@ -120,6 +120,29 @@ fn remove_extras(dir: &Path, keep: &HashSet<PathBuf>) -> Result<usize> {
     Ok(removed)
 }
 
+/// Removes whatever stands where a file is to be restored but is not a regular file (a
+/// directory, a symlink, a socket): a delta restore must neither fail on it nor write through a
+/// symlink into some other file.
+fn clear_file_places(files: &[plan::PlannedFile]) -> Result<usize> {
+    let mut removed = 0;
+    for file in files {
+        let Ok(meta) = std::fs::symlink_metadata(&file.path) else {
+            continue;
+        };
+        if meta.file_type().is_file() {
+            continue;
+        }
+        if meta.is_dir() {
+            std::fs::remove_dir_all(&file.path)
+        } else {
+            std::fs::remove_file(&file.path)
+        }
+        .map_err(Error::io_at("replacing", &file.path))?;
+        removed += 1;
+    }
+    Ok(removed)
+}
+
 fn sync_dir(dir: &Path) -> Result<()> {
     std::fs::File::open(dir)
         .and_then(|d| d.sync_all())
@@ -215,6 +238,7 @@ pub fn restore(
         for ts in &pg.tablespaces {
             removed += remove_extras(&locate(&ts.location), &keep)?;
         }
+        removed += clear_file_places(&plan.files)?;
     }
 
     std::fs::DirBuilder::new()

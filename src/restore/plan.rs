@@ -50,6 +50,9 @@ fn component(name: &[u8]) -> Result<&std::ffi::OsStr> {
     Ok(std::ffi::OsStr::from_bytes(name))
 }
 
+/// Gives a symlink at a snapshot path a new target (tablespace links to their restored place).
+type Relink<'a> = dyn Fn(&[u8], &Node) -> Option<Vec<u8>> + 'a;
+
 impl Plan {
     /// Flattens `snapshot` for a restore into `pgdata`; `locate` maps a tablespace's original
     /// location to where it is restored.
@@ -100,7 +103,7 @@ impl Plan {
         trees: &[BlobId],
         path: &Path,
         rel: &[u8],
-        relink: &dyn Fn(&[u8], &Node) -> Option<Vec<u8>>,
+        relink: &Relink,
     ) -> Result<()> {
         for node in repo.dir_entries(trees)? {
             let child = path.join(component(&node.name)?);

@@ -490,6 +490,13 @@ impl Cluster {
 
     /// pgbench with `args` against this cluster's database `postgres`; returns its stdout.
     pub fn pgbench(&self, args: &[&str]) -> String {
+        let output = run_as_owner(&mut self.pgbench_command(args), "pgbench");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// The pgbench command [`Cluster::pgbench`] runs, to run it in the background (as the
+    /// cluster owner: spawn it through [`run_as_cluster_owner`]).
+    pub fn pgbench_command(&self, args: &[&str]) -> Command {
         assert!(
             Path::new(PGBENCH).is_file(),
             "pgbench not found at {PGBENCH}: apt-get install postgresql-15"
@@ -503,8 +510,7 @@ impl Cluster {
             .args(args)
             .arg("postgres")
             .env_remove("PGPASSWORD");
-        let output = run_as_owner(&mut cmd, "pgbench");
-        String::from_utf8_lossy(&output.stdout).into_owned()
+        cmd
     }
 
     /// The value of `setting` as the server reads it from the configuration files (running
