@@ -201,6 +201,7 @@ pub fn restore_file(
         interrupted,
         counters: &counters,
         delta: false,
+        io_pool: &write::io_pool()?,
     }
     .write_files(std::slice::from_ref(&file))
 }
@@ -304,6 +305,7 @@ pub fn restore(
         interrupted: request.interrupted,
         counters: &counters,
         delta: request.delta,
+        io_pool: &write::io_pool()?,
     };
     let done = AtomicBool::new(false);
     let result = std::thread::scope(|scope| {

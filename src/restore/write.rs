@@ -41,6 +41,18 @@ pub struct Writer<'a> {
     pub counters: &'a WriteCounters,
     /// Compare existing files' chunks and rewrite only those that differ.
     pub delta: bool,
+    /// Packs are fetched and written on more threads than cores: a thread waiting for a
+    /// read from storage leaves its core to another that decrypts.
+    pub io_pool: &'a rayon::ThreadPool,
+}
+
+/// The pool [`Writer::io_pool`] wants: two threads per core.
+pub fn io_pool() -> Result<rayon::ThreadPool> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(2 * rayon::current_num_threads())
+        .thread_name(|i| format!("restore-io-{i}"))
+        .build()
+        .map_err(|e| Error::internal(format!("starting restore threads: {e}")))
 }
 
 /// Asks the kernel to start writing a file's dirty pages (without waiting): the fsync that
@@ -119,9 +131,11 @@ impl Writer<'_> {
             )));
         }
         let packs: Vec<_> = by_pack.into_iter().collect();
-        packs
-            .into_par_iter()
-            .try_for_each(|(pack, blobs)| self.write_from_pack(&pack, blobs, files))?;
+        self.io_pool.install(|| {
+            packs
+                .into_par_iter()
+                .try_for_each(|(pack, blobs)| self.write_from_pack(&pack, blobs, files))
+        })?;
         files.par_iter().try_for_each(|file| self.finish_file(file))
     }
 
