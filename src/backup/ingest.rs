@@ -71,6 +71,15 @@ impl FileRole {
     }
 }
 
+/// A relation file being read: where it is, its path in the snapshot (for bad pages), and its
+/// segment number (for its pages' block numbers).
+struct OpenRelation<'a> {
+    file: &'a File,
+    path: &'a Path,
+    rel: &'a [u8],
+    segment: u32,
+}
+
 /// A file as stored: its length when read and its chunks.
 pub struct StoredFile {
     pub size: u64,
@@ -112,32 +121,30 @@ impl Ingest<'_> {
             Err(e) => return Err(Error::local_io(e, format!("opening {}", path.display()))),
         };
         let stored = match role {
-            FileRole::Relation { segment } => self.store_relation(&file, path, rel, segment),
+            FileRole::Relation { segment } => self.store_relation(&OpenRelation {
+                file: &file,
+                path,
+                rel,
+                segment,
+            }),
             FileRole::Wal | FileRole::Other => self.store_stream(&file, path, role.class()),
         }?;
         self.counters.files_read.fetch_add(1, Ordering::Relaxed);
         Ok(Some(stored))
     }
 
-    fn store_relation(
-        &self,
-        file: &File,
-        path: &Path,
-        rel: &[u8],
-        segment: u32,
-    ) -> Result<StoredFile> {
-        let len = file
+    fn store_relation(&self, relation: &OpenRelation) -> Result<StoredFile> {
+        let len = relation
+            .file
             .metadata()
-            .map_err(|e| Error::local_io(e, format!("reading {}", path.display())))?
+            .map_err(|e| Error::local_io(e, format!("reading {}", relation.path.display())))?
             .len();
         let max = u64::from(self.chunker.relation.max);
         let region = REGION_BYTES.div_ceil(max) * max;
         let starts: Vec<u64> = (0..len.div_ceil(region)).map(|i| i * region).collect();
         let parts: Vec<Result<(u64, Vec<ChunkRef>)>> = starts
             .par_iter()
-            .map(|&start| {
-                self.store_region(file, path, rel, segment, start, region.min(len - start))
-            })
+            .map(|&start| self.store_region(relation, start, region.min(len - start)))
             .collect();
         let mut chunks = Vec::new();
         let mut size = 0;
@@ -157,38 +164,32 @@ impl Ingest<'_> {
     /// bytes actually read (fewer when the file was truncated meanwhile).
     fn store_region(
         &self,
-        file: &File,
-        path: &Path,
-        rel: &[u8],
-        segment: u32,
+        relation: &OpenRelation,
         start: u64,
         len: u64,
     ) -> Result<(u64, Vec<ChunkRef>)> {
         self.check_interrupted()?;
         REGION_BUFFER.with_borrow_mut(|buf| {
             buf.resize(len as usize, 0);
-            self.store_read_region(file, path, rel, segment, start, buf)
+            self.store_read_region(relation, start, buf)
         })
     }
 
     /// The part of [`Self::store_region`] that runs with the thread's region buffer.
     fn store_read_region(
         &self,
-        file: &File,
-        path: &Path,
-        rel: &[u8],
-        segment: u32,
+        relation: &OpenRelation,
         start: u64,
         buf: &mut Vec<u8>,
     ) -> Result<(u64, Vec<ChunkRef>)> {
-        let read = read_at_most(file, buf, start)
-            .map_err(|e| Error::local_io(e, format!("reading {}", path.display())))?;
+        let read = read_at_most(relation.file, buf, start)
+            .map_err(|e| Error::local_io(e, format!("reading {}", relation.path.display())))?;
         buf.truncate(read);
         self.counters
             .bytes_read
             .fetch_add(read as u64, Ordering::Relaxed);
         if let Some(check) = self.pages {
-            self.verify_pages(file, path, rel, segment, start, buf, check)?;
+            self.verify_pages(relation, start, buf, check)?;
         }
         let cutter = Cutter::new(&self.gear, &self.chunker, FileClass::Relation);
         let mut chunks = Vec::new();
@@ -204,13 +205,9 @@ impl Ingest<'_> {
     /// Checks every whole page of `buf` (file offset `start`). A page that fails is read again
     /// on its own: the server may have been writing it (a torn read), and the second read then
     /// replaces it. A page that fails twice is reported.
-    #[allow(clippy::too_many_arguments)]
     fn verify_pages(
         &self,
-        file: &File,
-        path: &Path,
-        rel: &[u8],
-        segment: u32,
+        relation: &OpenRelation,
         start: u64,
         buf: &mut [u8],
         check: PageCheck,
@@ -218,7 +215,8 @@ impl Ingest<'_> {
         for (i, page) in buf.chunks_exact_mut(PAGE_SIZE).enumerate() {
             let offset = start + (i * PAGE_SIZE) as u64;
             let in_segment = (offset / PAGE_SIZE as u64) as u32;
-            let blkno = checksum::block_number(segment, in_segment, check.relation_segment_blocks);
+            let blkno =
+                checksum::block_number(relation.segment, in_segment, check.relation_segment_blocks);
             if !matches!(
                 checksum::verify_page(page, blkno, check.start_lsn),
                 PageVerdict::Bad { .. }
@@ -226,8 +224,9 @@ impl Ingest<'_> {
                 continue;
             }
             let mut again = [0u8; PAGE_SIZE];
-            let n = read_at_most(file, &mut again, offset)
-                .map_err(|e| Error::local_io(e, format!("re-reading {}", path.display())))?;
+            let n = read_at_most(relation.file, &mut again, offset).map_err(|e| {
+                Error::local_io(e, format!("re-reading {}", relation.path.display()))
+            })?;
             if n < PAGE_SIZE {
                 // Truncated meanwhile: the relation shrank, and replay truncates it too.
                 continue;
@@ -240,7 +239,7 @@ impl Ingest<'_> {
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .push(BadPage {
-                        path: rel.to_vec(),
+                        path: relation.rel.to_vec(),
                         block: blkno,
                         expected,
                         found,
