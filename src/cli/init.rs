@@ -24,8 +24,9 @@ pub struct InitArgs {
     #[arg(long, default_value_t = crate::repo::DEFAULT_COMPRESSION_LEVEL, value_parser = clap::value_parser!(i32).range(0..=19))]
     pub compression_level: i32,
 
-    /// Target pack file size, e.g. 16M.
-    #[arg(long, default_value = "16M", value_parser = parse_size)]
+    /// Target pack file size, e.g. 16M (larger packs mean fewer objects on storage and more
+    /// memory while backing up).
+    #[arg(long, default_value = "8M", value_parser = parse_size)]
     pub pack_size: u32,
 
     /// Chunk sizes for relation files as MIN,AVG,MAX, multiples of 8K (fixed for the

@@ -22,7 +22,7 @@ use crate::repo::tree::ChunkRef;
 /// Blobs whose envelopes are closer than this in a pack are fetched in one read.
 const READ_GAP: u64 = 1 << 20;
 /// A single read from a pack is at most this long (bounds memory per thread).
-const READ_MAX: u64 = 4 << 20;
+const READ_MAX: u64 = 2 << 20;
 /// Files are restored in batches of at most this many chunks, so the plan of where each chunk
 /// goes stays bounded whatever the cluster's size (~400 bytes per chunk while a batch is
 /// planned: ~25 MiB).
@@ -46,10 +46,12 @@ pub struct Writer<'a> {
     pub io_pool: &'a rayon::ThreadPool,
 }
 
-/// The pool [`Writer::io_pool`] wants: two threads per core.
+/// The pool [`Writer::io_pool`] wants: one thread per core and one more, enough to keep the
+/// cores busy while a read waits (more threads only held more buffers and contended for the
+/// same file).
 pub fn io_pool() -> Result<rayon::ThreadPool> {
     rayon::ThreadPoolBuilder::new()
-        .num_threads(2 * rayon::current_num_threads())
+        .num_threads(rayon::current_num_threads() + 1)
         .thread_name(|i| format!("restore-io-{i}"))
         .build()
         .map_err(|e| Error::internal(format!("starting restore threads: {e}")))
