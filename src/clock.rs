@@ -1,6 +1,7 @@
 //! Wall-clock time as pgcairn records and shows it.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Seconds since the Unix epoch (0 if the clock is before it).
 pub fn now_secs() -> i64 {
@@ -39,9 +40,59 @@ pub fn format_utc(secs: i64) -> String {
     )
 }
 
+/// Runs `work`, calling `tick` every `period` on another thread until it returns (for a
+/// progress display). The ticker is woken when the work ends, so it never delays the result.
+pub fn while_ticking<T: Send>(
+    period: Duration,
+    tick: impl Fn() + Sync,
+    work: impl FnOnce() -> T + Send,
+) -> T {
+    let done = (Mutex::new(false), Condvar::new());
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let (flag, wake) = &done;
+            let mut finished = flag.lock().unwrap_or_else(|p| p.into_inner());
+            while !*finished {
+                tick();
+                finished = wake
+                    .wait_timeout(finished, period)
+                    .unwrap_or_else(|p| p.into_inner())
+                    .0;
+            }
+        });
+        let result = work();
+        let (flag, wake) = &done;
+        *flag.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        wake.notify_all();
+        result
+    })
+}
+
 #[cfg(test)]
 mod tests {
-    use super::format_utc;
+    use super::{format_utc, while_ticking};
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn ticker_ticks_while_working_and_ends_with_the_work() {
+        let ticks = AtomicU32::new(0);
+        let began = Instant::now();
+        let out = while_ticking(
+            Duration::from_secs(3600),
+            || {
+                ticks.fetch_add(1, Ordering::Relaxed);
+            },
+            || {
+                std::thread::sleep(Duration::from_millis(50));
+                7
+            },
+        );
+        assert_eq!(out, 7);
+        assert!(ticks.load(Ordering::Relaxed) >= 1);
+        // Not an hour: the ticker was woken when the work ended.
+        assert!(began.elapsed() < Duration::from_secs(60));
+    }
 
     #[test]
     fn utc_formatting() {

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use crate::clock::{format_utc, now_ns};
+use crate::clock::{format_utc, now_ns, while_ticking};
 
 use crate::error::{Context, Error, ErrorKind, Result};
 use crate::pg::checksum::PAGE_SIZE;
@@ -28,6 +28,9 @@ use ingest::FileRole;
 pub use ingest::{Counters, Ingest, PageCheck};
 pub use reuse::{ParentFiles, TIMESTAMP_MARGIN_NS};
 use walk::{WalkTotals, Walker, node_from_metadata};
+
+/// How often a running backup reports progress.
+const PROGRESS_PERIOD: Duration = Duration::from_millis(250);
 
 /// What to back up and how.
 pub struct BackupRequest<'a> {
@@ -203,21 +206,16 @@ pub fn back_up(
         root_exclusions: &[b"pg_wal"],
     };
 
-    let done = AtomicBool::new(false);
     let phase = std::sync::Mutex::new("files");
-    let outcome = std::thread::scope(|scope| {
-        scope.spawn(|| {
-            while !done.load(Ordering::Relaxed) {
-                let phase = *phase.lock().unwrap_or_else(|p| p.into_inner());
-                on_progress(&Progress {
-                    counters: &ingest.counters,
-                    total_bytes,
-                    phase,
-                });
-                std::thread::sleep(Duration::from_millis(250));
-            }
-        });
-        let result = walk_cluster(
+    let tick = || {
+        on_progress(&Progress {
+            counters: &ingest.counters,
+            total_bytes,
+            phase: *phase.lock().unwrap_or_else(|p| p.into_inner()),
+        })
+    };
+    let outcome = while_ticking(PROGRESS_PERIOD, tick, || {
+        walk_cluster(
             &walker,
             session,
             request,
@@ -225,9 +223,7 @@ pub fn back_up(
             &start,
             parent.as_ref().map(|(_, p)| p),
             &phase,
-        );
-        done.store(true, Ordering::Relaxed);
-        result
+        )
     });
     // Stored blobs are indexed even when the backup failed, so a retry finds them.
     let bad_pages =

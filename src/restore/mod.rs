@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use crate::clock::while_ticking;
 use crate::error::{Error, ErrorKind, Result};
 use crate::pg::datadir::PG_CONTROL;
 use crate::pg::recovery::{self, RecoverySettings};
@@ -307,22 +308,15 @@ pub fn restore(
         delta: request.delta,
         io_pool: &write::io_pool()?,
     };
-    let done = AtomicBool::new(false);
-    let result = std::thread::scope(|scope| {
-        scope.spawn(|| {
-            while !done.load(Ordering::Relaxed) {
-                on_progress(&RestoreProgress {
-                    counters: &counters,
-                    total_bytes,
-                });
-                std::thread::sleep(Duration::from_millis(250));
-            }
-        });
-        let result = writer.write_files(&files);
-        done.store(true, Ordering::Relaxed);
-        result
-    });
-    result?;
+    let tick = || {
+        on_progress(&RestoreProgress {
+            counters: &counters,
+            total_bytes,
+        })
+    };
+    while_ticking(Duration::from_millis(250), tick, || {
+        writer.write_files(&files)
+    })?;
 
     write_file(
         &request.pgdata.join("backup_label"),
