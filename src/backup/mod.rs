@@ -70,23 +70,13 @@ fn find_parent(
     pgdata: &[u8],
     hostname: &str,
 ) -> Result<Option<(SnapshotId, Snapshot)>> {
-    let mut best: Option<(SnapshotId, Snapshot)> = None;
-    for id in repo.list_snapshots()? {
-        let snapshot = repo.load_snapshot(&id)?;
-        let same = snapshot.hostname == hostname
-            && snapshot
-                .postgres
+    // Oldest first: the last match is the newest.
+    Ok(repo.load_snapshots()?.into_iter().rev().find(|(_, s)| {
+        s.hostname == hostname
+            && s.postgres
                 .as_ref()
-                .is_some_and(|pg| pg.system_identifier == system_identifier && pg.pgdata == pgdata);
-        if same
-            && best
-                .as_ref()
-                .is_none_or(|(_, b)| snapshot.started_ns > b.started_ns)
-        {
-            best = Some((id, snapshot));
-        }
-    }
-    Ok(best)
+                .is_some_and(|pg| pg.system_identifier == system_identifier && pg.pgdata == pgdata)
+    }))
 }
 
 /// Refuses a `--pgdata` that is not the connected server's data directory.

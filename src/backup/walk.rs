@@ -20,7 +20,7 @@ use crate::error::{Error, Result};
 use crate::pg::datadir::{self, Disposition, EntryInfo, FileKind};
 use crate::repo::IndexedRepository;
 use crate::repo::id::BlobId;
-use crate::repo::tree::{Node, NodeKind};
+use crate::repo::tree::{Node, NodeKind, join_path};
 
 pub struct Walker<'a> {
     pub ingest: &'a Ingest<'a>,
@@ -58,14 +58,6 @@ pub fn node_from_metadata(name: &[u8], meta: &Metadata, kind: NodeKind) -> Node 
         ctime_ns: meta.ctime() * 1_000_000_000 + meta.ctime_nsec(),
         inode: meta.ino(),
         kind,
-    }
-}
-
-fn join_rel(dir: &[u8], name: &[u8]) -> Vec<u8> {
-    if dir.is_empty() {
-        name.to_vec()
-    } else {
-        [dir, b"/", name].concat()
     }
 }
 
@@ -147,7 +139,7 @@ impl Walker<'_> {
         parent: Option<&Node>,
     ) -> Result<Option<(Node, WalkTotals)>> {
         let abs = dir_abs.join(std::ffi::OsStr::from_bytes(name));
-        let rel = join_rel(dir_rel, name);
+        let rel = join_path(dir_rel, name);
         let file_type = meta.file_type();
         let dir_totals = WalkTotals {
             dirs: 1,

@@ -44,6 +44,7 @@ fn new_writer(pack_size: u32) -> PackWriter {
     PackWriter::with_capacity(pack_size as usize + (4 << 20))
 }
 
+#[derive(Default)]
 struct OpenPacks {
     /// Data and metadata (trees, chunk lists) go to separate packs, so metadata can be read
     /// without fetching file contents.
@@ -243,22 +244,12 @@ impl<'r> Packer<'r> {
     /// Writes the open packs and an index file for every pack not yet indexed. After this,
     /// every blob added is durable and findable.
     pub fn flush(self) -> Result<PackerStats> {
-        let open = self
-            .open
-            .into_inner()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let this = Packer {
-            open: Mutex::new(OpenPacks {
-                data: PackWriter::default(),
-                metadata: PackWriter::default(),
-            }),
-            ..self
-        };
-        this.write_pack(open.data)?;
-        this.write_pack(open.metadata)?;
-        let rest = std::mem::take(&mut *lock(&this.unindexed)).packs;
-        this.write_index(rest)?;
-        Ok(this.stats())
+        let open = std::mem::take(&mut *lock(&self.open));
+        self.write_pack(open.data)?;
+        self.write_pack(open.metadata)?;
+        let rest = std::mem::take(&mut *lock(&self.unindexed)).packs;
+        self.write_index(rest)?;
+        Ok(self.stats())
     }
 }
 

@@ -60,6 +60,16 @@ pub struct ChunkList {
     pub entries: Vec<ChunkRef>,
 }
 
+/// The path of entry `name` of the directory at `dir` in a snapshot (`""` is the root): paths
+/// in messages, bad-page records and exclusion rules are bytes with `/` separators.
+pub fn join_path(dir: &[u8], name: &[u8]) -> Vec<u8> {
+    if dir.is_empty() {
+        name.to_vec()
+    } else {
+        [dir, b"/", name].concat()
+    }
+}
+
 /// Deepest chunk-list nesting a reader follows: a hostile tree cannot send it into a loop.
 pub const MAX_LIST_LEVEL: u8 = 8;
 

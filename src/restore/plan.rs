@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::repo::IndexedRepository;
 use crate::repo::id::BlobId;
 use crate::repo::snapshot::Snapshot;
-use crate::repo::tree::{ChunkRef, Node, NodeKind};
+use crate::repo::tree::{ChunkRef, Node, NodeKind, join_path};
 
 pub struct PlannedDir {
     pub path: PathBuf,
@@ -107,11 +107,7 @@ impl Plan {
     ) -> Result<()> {
         for node in repo.dir_entries(trees)? {
             let child = path.join(component(&node.name)?);
-            let child_rel = if rel.is_empty() {
-                node.name.clone()
-            } else {
-                [rel, b"/", &node.name].concat()
-            };
+            let child_rel = join_path(rel, &node.name);
             match &node.kind {
                 NodeKind::Dir { trees } => {
                     self.dirs.push(PlannedDir {
