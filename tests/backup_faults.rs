@@ -338,3 +338,44 @@ fn a_corrupted_page_is_reported() {
     assert_eq!(cairn.snapshot_ids(), snapshots, "a snapshot was written");
     assert_no_backup_left(&source);
 }
+
+/// A delta restore that fails part-way (here: an extra directory in the target that cannot be
+/// removed) names what it could not do, and leaves no pg_control behind: the directory it left
+/// half-changed must not start as if it were a cluster.
+#[test]
+fn a_delta_restore_that_fails_part_way_leaves_no_pg_control() {
+    let Some(source) = Cluster::started_checksummed(15, &[]) else {
+        return;
+    };
+    source.execute("CREATE TABLE t AS SELECT g FROM generate_series(1, 1000) g");
+    let cairn = Cairn::new();
+    let snapshot = str_field(&cairn.backup_json(&source, &[]), "snapshot").to_string();
+    let (_dir, target) = common::cairn::new_target("data");
+    cairn.restore_ok(&snapshot, &target, &[]);
+    assert!(target.join("global/pg_control").exists());
+
+    // An extra directory the restoring user may not empty.
+    let stuck = target.join("not_in_the_snapshot");
+    std::fs::create_dir(&stuck).unwrap();
+    std::fs::write(stuck.join("file"), b"x").unwrap();
+    give_to_cluster_owner(&stuck);
+    give_to_cluster_owner(&stuck.join("file"));
+    std::fs::set_permissions(&stuck, std::fs::Permissions::from_mode(0o500)).unwrap();
+
+    let out = cairn.restore(&snapshot, &target, &["--delta"]);
+    std::fs::set_permissions(&stuck, std::fs::Permissions::from_mode(0o700)).unwrap();
+    assert_code(&out, 13, "delta restore over an entry it cannot remove");
+    assert!(
+        stderr(&out).contains("not_in_the_snapshot"),
+        "the error names the entry: {}",
+        stderr(&out)
+    );
+    assert!(
+        !target.join("global/pg_control").exists(),
+        "pg_control must be gone once a delta restore has started changing the directory"
+    );
+    // With the obstacle gone, the same delta restore completes.
+    let out = cairn.restore(&snapshot, &target, &["--delta"]);
+    assert_code(&out, 0, "delta restore after the obstacle is gone");
+    assert!(target.join("global/pg_control").exists());
+}

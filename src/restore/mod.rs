@@ -236,6 +236,14 @@ pub fn restore(
     keep.extend(plan.files.iter().map(|f| f.path.clone()));
     let mut removed = 0;
     if request.delta {
+        // The old pg_control goes before anything else changes, for the same reason the new
+        // one comes last: a delta restore cut short must not leave a directory that starts.
+        let control = request.pgdata.join(std::ffi::OsStr::from_bytes(PG_CONTROL));
+        match std::fs::remove_file(&control) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io_at("removing", &control)(e)),
+        }
         removed += remove_extras(&request.pgdata, &keep)?;
         for ts in &pg.tablespaces {
             removed += remove_extras(&locate(&ts.location), &keep)?;
@@ -294,10 +302,6 @@ pub fn restore(
         plan.files.into_iter().partition(|f| f.rel == PG_CONTROL);
     if control.is_empty() {
         return Err(Error::integrity("the snapshot has no global/pg_control"));
-    }
-    if request.delta {
-        // The old pg_control goes first, for the same reason it comes back last.
-        let _ = std::fs::remove_file(&control[0].path);
     }
     let total_bytes: u64 = files.iter().chain(&control).map(|f| f.size).sum();
     let counters = WriteCounters::default();
