@@ -61,6 +61,19 @@ impl ErrorKind {
     }
 }
 
+impl ErrorKind {
+    /// The exit code for `archive-get`. PostgreSQL takes an exit code from 1 to 125 from
+    /// restore_command for "no such file" and may end recovery there and promote; so every
+    /// failure other than a positive "not found" exits above 125, which stops recovery.
+    pub fn restore_command_exit_code(self) -> i32 {
+        match self {
+            ErrorKind::NotFound => 1,
+            ErrorKind::Interrupted => 130,
+            other => 150 + other.exit_code(),
+        }
+    }
+}
+
 /// An error with its kind and a chain of context, outermost first when displayed.
 #[derive(Debug)]
 pub struct Error {

@@ -3,6 +3,7 @@
 //! Data flows one way: `chunk` cuts files → `repo` deduplicates, compresses, encrypts
 //! (`crypto`) and packs → `storage` writes. `cli` holds one module per command.
 
+pub mod archive;
 pub mod backup;
 pub mod chunk;
 pub mod cli;

@@ -20,7 +20,8 @@ Exit codes: 0 success, 1 archive-get: not in the repository, 2 usage, 3 password
 4 no repository, 5 repository exists, 6 refused, 10 damaged or tampered data, 11 unsupported
 format version, 12 storage error, 13 local error, 14 PostgreSQL (connection, settings,
 privileges), 15 bad page checksums (backup --fail-on-checksum-error), 70 internal error,
-130 interrupted."
+130 interrupted. archive-get adds 150 to every code but 1 and 130, so that the server stops
+recovery on a failure instead of taking it for the end of the archive."
 )]
 struct Cli {
     #[command(flatten)]
@@ -41,6 +42,8 @@ enum Command {
     Info(cli::info::InfoArgs),
     /// Rebuild a data directory from a snapshot and configure recovery.
     Restore(cli::restore::RestoreArgs),
+    /// Archive a WAL file for the server's archive_command.
+    ArchivePush(cli::archive_push::ArchivePushArgs),
     /// Fetch a WAL file for the server's restore_command (exit 1: not in the repository).
     ArchiveGet(cli::archive_get::ArchiveGetArgs),
     /// Manage the passwords (key files) that unlock the repository.
@@ -60,19 +63,33 @@ enum Command {
 }
 
 fn main() {
-    let cli = Cli::parse();
+    let cli = Cli::try_parse().unwrap_or_else(|err| {
+        // A restore_command with a typo must stop recovery, not look like the end of the
+        // archive: archive-get's usage errors exit above 125 too.
+        let for_recovery = std::env::args().any(|a| a == "archive-get") && err.use_stderr();
+        if for_recovery {
+            let _ = err.print();
+            std::process::exit(pgcairn::ErrorKind::Usage.restore_command_exit_code());
+        }
+        err.exit()
+    });
     let result = cli.global.resolve().and_then(|global| match &cli.command {
         Command::Init(args) => cli::init::run(&global, args),
         Command::Backup(args) => cli::backup::run(&global, args),
         Command::Restore(args) => cli::restore::run(&global, args),
         Command::Snapshots(args) => cli::snapshots::run(&global, args),
         Command::Info(args) => cli::info::run(&global, args),
+        Command::ArchivePush(args) => cli::archive_push::run(&global, args),
         Command::ArchiveGet(args) => cli::archive_get::run(&global, args),
         Command::Key(command) => cli::key::run(&global, command),
         Command::Repair(command) => cli::repair::run(&global, command),
     });
     if let Err(err) = result {
         eprintln!("pgcairn: error: {err}");
-        std::process::exit(err.kind().exit_code());
+        let code = match cli.command {
+            Command::ArchiveGet(_) => err.kind().restore_command_exit_code(),
+            _ => err.kind().exit_code(),
+        };
+        std::process::exit(code);
     }
 }

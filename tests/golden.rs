@@ -64,7 +64,7 @@ fn build() -> (Vec<(&'static str, Vec<u8>)>, Expected) {
     )
     .unwrap();
     let config = Config {
-        version: 1,
+        version: u32::from(object::FORMAT_VERSION),
         id: repo_id,
         created: 1_790_000_000,
         chunker: ChunkerParams::default(),
@@ -197,6 +197,7 @@ fn build() -> (Vec<(&'static str, Vec<u8>)>, Expected) {
                 expected: 0x1c2d,
                 found: 0x9a0f,
             }],
+            wal_missing: Vec::new(),
         }),
         summary: Summary {
             files: 2,

@@ -192,16 +192,22 @@ fn wrong_password_is_a_password_error() {
 }
 
 #[test]
-fn a_newer_format_version_is_refused() {
+fn another_format_version_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     init_repo(dir.path());
     let config = dir.path().join("repo/config");
     let mut bytes = std::fs::read(&config).unwrap();
-    bytes[8] = 2;
-    std::fs::write(&config, bytes).unwrap();
-    let err = open_repo(dir.path()).err().unwrap();
-    assert_eq!(err.kind(), ErrorKind::UnsupportedFormat);
-    assert!(err.to_string().contains("version 2"), "{err}");
+    for (version, advice) in [(3u8, "upgrade pgcairn"), (1, "pre-release")] {
+        bytes[8] = version;
+        std::fs::write(&config, &bytes).unwrap();
+        let err = open_repo(dir.path()).err().unwrap();
+        assert_eq!(err.kind(), ErrorKind::UnsupportedFormat);
+        assert!(
+            err.to_string().contains(&format!("version {version}")),
+            "{err}"
+        );
+        assert!(err.to_string().contains(advice), "{err}");
+    }
 }
 
 #[test]

@@ -283,6 +283,44 @@ impl Ingest<'_> {
         Ok(out)
     }
 
+    /// Stores a file already in memory. Each chunk is hashed, compressed and encrypted by
+    /// another thread as soon as it is cut: a file stored alone (a WAL segment being archived)
+    /// would otherwise keep one core busy and the other waiting.
+    pub fn store_bytes(&self, data: &[u8], class: FileClass) -> Result<StoredFile> {
+        let cutter = Cutter::new(&self.gear, &self.chunker, class);
+        let stored: Mutex<Vec<(usize, Result<Vec<ChunkRef>>)>> = Mutex::new(Vec::new());
+        rayon::scope(|scope| {
+            let mut pos = 0;
+            let mut index = 0;
+            while pos < data.len() {
+                let chunk = &data[pos..pos + cutter.next_cut(&data[pos..], pos as u64)];
+                let stored = &stored;
+                scope.spawn(move |_| {
+                    let refs = self.store_chunks(&[chunk]);
+                    stored
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push((index, refs));
+                });
+                pos += chunk.len();
+                index += 1;
+            }
+        });
+        let mut stored = stored.into_inner().unwrap_or_else(|p| p.into_inner());
+        stored.sort_by_key(|(index, _)| *index);
+        let mut chunks = Vec::with_capacity(stored.len());
+        for (_, refs) in stored {
+            chunks.extend(refs?);
+        }
+        self.counters
+            .bytes_read
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
+        Ok(StoredFile {
+            size: data.len() as u64,
+            chunks,
+        })
+    }
+
     /// Hashes chunks, stores the new ones, and returns their references in order.
     fn store_chunks(&self, chunks: &[&[u8]]) -> Result<Vec<ChunkRef>> {
         let with_ids: Vec<(BlobId, &[u8])> = chunks

@@ -24,8 +24,7 @@ use crate::repo::packer::PackerStats;
 use crate::repo::snapshot::{PostgresBackup, Snapshot, Summary, TablespaceBackup};
 use crate::repo::tree::{Node, NodeKind};
 
-use ingest::FileRole;
-pub use ingest::{Counters, Ingest, PageCheck};
+pub use ingest::{Counters, FileRole, Ingest, PageCheck, StoredFile};
 pub use reuse::{ParentFiles, TIMESTAMP_MARGIN_NS};
 use walk::{WalkTotals, Walker, node_from_metadata};
 
@@ -275,6 +274,7 @@ pub fn back_up(
             data_checksums: info.data_checksums,
             tablespaces,
             bad_pages,
+            wal_missing: Vec::new(),
         }),
         summary: Summary {
             files: totals.files,

@@ -1,60 +1,53 @@
-//! `pgcairn archive-get WAL_NAME DEST`: the server's restore_command. Until WAL archiving
-//! arrives, the WAL in the repository is what snapshots carry in their `pg_wal/`.
+//! `pgcairn archive-get WAL_NAME DEST`: the server's restore_command.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Args;
 
 use super::GlobalOptions;
-use crate::error::{Error, ErrorKind, Result};
-use crate::pg::wal;
-use crate::repo::tree::NodeKind;
+use crate::archive;
+use crate::error::{Error, Result};
 
 #[derive(Args, Debug, Clone)]
 #[command(after_help = "\
 Used by the server during recovery, as written by `pgcairn restore`:
-  restore_command = '/usr/local/bin/pgcairn --repo /backup/pgcairn archive-get %f \"%p\"'
+  restore_command = '/usr/local/bin/pgcairn --repo /backup/pgcairn archive-get --system-id 7301234567890123456 %f \"%p\"'
 
-Exit codes: 0 the file was written to DEST; 1 the repository does not have it (the server
-then ends recovery normally); any other code is a real failure (no repository, wrong password,
-storage error), never reported as \"not found\".")]
+Exit codes: 0 the file was written to DEST (under a temporary name, checked, fsynced, then
+renamed); 1 the repository positively does not have it (the server then ends recovery
+normally). Every other failure exits with 150 plus the usual code (152 usage, 153 password,
+154 no repository, 160 damaged data, 162 storage unreachable, 163 local error, 220 internal
+error; 130 interrupted): above 125, so the server stops recovery instead of ending it early
+and promoting with WAL missing.")]
 pub struct ArchiveGetArgs {
-    /// WAL segment or timeline history file name (%f).
+    /// WAL segment, .partial segment, history or backup history file name (%f).
     pub wal_name: String,
     /// Where the server wants it (%p).
     pub dest: PathBuf,
+
+    /// The cluster whose archive to read [default: the cluster of the data directory the
+    /// command runs in].
+    #[arg(long, value_name = "ID")]
+    pub system_id: Option<u64>,
+
+    /// Data directory to take the cluster from, instead of the current directory.
+    #[arg(long, value_name = "DIR", conflicts_with = "system_id")]
+    pub pgdata: Option<PathBuf>,
 }
 
 pub fn run(global: &GlobalOptions, args: &ArchiveGetArgs) -> Result<()> {
-    let name = args.wal_name.as_str();
-    if !(wal::is_wal_segment_name(name) || wal::is_history_file_name(name)) {
-        return Err(Error::usage(format!(
-            "{name:?} is not a WAL segment or history file name"
-        )));
-    }
-    let repo = global
-        .open_repository()?
-        .load_index(global.cache_dir.as_deref())?;
-    let mut snapshots = repo.load_snapshots()?;
-    snapshots.reverse();
-    for (_, snapshot) in &snapshots {
-        let root = repo.dir_entries(&snapshot.root)?;
-        let Some(NodeKind::Dir { trees }) =
-            root.iter().find(|n| n.name == b"pg_wal").map(|n| &n.kind)
-        else {
-            continue;
-        };
-        if let Some(node) = repo
-            .dir_entries(trees)?
-            .iter()
-            .find(|n| n.name == name.as_bytes())
-        {
-            let never = std::sync::atomic::AtomicBool::new(false);
-            return crate::restore::restore_file(&repo, node, &args.dest, &never);
-        }
-    }
-    Err(Error::new(
-        ErrorKind::NotFound,
-        format!("{name} is not in the repository"),
-    ))
+    let interrupted = super::interrupt::install()?;
+    archive::get::check_name(&args.wal_name)?;
+    let cluster = archive::resolve_cluster(args.system_id, args.pgdata.as_deref(), None)?
+        .ok_or_else(|| {
+            Error::usage(
+                "cannot tell which cluster's WAL to fetch: give --system-id (restore writes it \
+                 into restore_command) or run from the data directory",
+            )
+        })?;
+    // Reads sync the index cache only when an archived file needs a pack it does not know.
+    let mut repo = global.open_for_wal(Duration::MAX)?;
+    let entry = archive::get::find(&repo, cluster, &args.wal_name)?;
+    archive::get::fetch(&mut repo, &entry, &args.dest, &interrupted)
 }

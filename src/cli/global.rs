@@ -7,7 +7,8 @@ use clap::Args;
 use serde::Deserialize;
 
 use crate::error::{Context, Error, Result};
-use crate::repo::Repository;
+use crate::repo::keycache::KeyCache;
+use crate::repo::{IndexedRepository, Repository, cache};
 use crate::storage::Storage;
 
 use super::password;
@@ -27,13 +28,18 @@ pub struct GlobalOptions {
     )]
     pub password_file: Option<PathBuf>,
 
-    /// TOML file with the same settings (repo, password_file, cache_dir).
+    /// TOML file with the same settings (repo, password_file, cache_dir, key_cache).
     #[arg(long, global = true, env = "PGCAIRN_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
 
     /// Directory for the local index cache [default: $XDG_CACHE_HOME/pgcairn].
     #[arg(long, global = true, env = "PGCAIRN_CACHE_DIR", value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
+
+    /// Never cache the unlocked repository keys (archive-push and archive-get cache them, so
+    /// that they do not pay the password KDF per WAL file; see SECURITY.md).
+    #[arg(long, global = true, env = "PGCAIRN_NO_KEY_CACHE")]
+    pub no_key_cache: bool,
 
     /// More output (repeat for more).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
@@ -51,6 +57,7 @@ struct ConfigFile {
     repo: Option<String>,
     password_file: Option<PathBuf>,
     cache_dir: Option<PathBuf>,
+    key_cache: Option<bool>,
 }
 
 impl GlobalOptions {
@@ -69,6 +76,7 @@ impl GlobalOptions {
             .password_file
             .or(file.password_file.map(|p| base.join(p)));
         self.cache_dir = self.cache_dir.or(file.cache_dir.map(|p| base.join(p)));
+        self.no_key_cache |= file.key_cache == Some(false);
         Ok(self)
     }
 
@@ -84,5 +92,20 @@ impl GlobalOptions {
         let storage = self.storage()?;
         let password = password::current(self.password_file.as_deref())?;
         Repository::open(storage, &password)
+    }
+
+    /// Opens the repository for a command the server runs once per WAL file: keys from the
+    /// key cache unless it is turned off, and the index cache synced at most `max_age` ago.
+    pub fn open_for_wal(&self, max_age: std::time::Duration) -> Result<IndexedRepository> {
+        let storage = self.storage()?;
+        let password = || password::current(self.password_file.as_deref());
+        let repo = if self.no_key_cache {
+            Repository::open(storage, &password()?)?
+        } else {
+            let base = cache::base_dir(self.cache_dir.as_deref())?;
+            let key_cache = KeyCache::for_location(&base, storage.location());
+            Repository::open_with_key_cache(storage, &key_cache, password)?
+        };
+        repo.load_index_synced_within(self.cache_dir.as_deref(), max_age)
     }
 }

@@ -2,6 +2,7 @@
 //! repository only through `repo`.
 
 pub mod archive_get;
+pub mod archive_push;
 pub mod backup;
 pub mod format;
 pub mod global;

@@ -98,7 +98,7 @@ fn absolute(path: &Path) -> Result<PathBuf> {
 
 /// The restore_command the restored server runs: this binary, with the repository settings
 /// restore was given (paths made absolute), never a password.
-fn restore_command(global: &GlobalOptions) -> Result<String> {
+fn restore_command(global: &GlobalOptions, system_identifier: u64) -> Result<String> {
     let exe = std::env::current_exe()
         .map_err(|e| Error::local(format!("finding the pgcairn executable: {e}")))?;
     let mut words = vec![restore_command_arg(&exe.to_string_lossy())];
@@ -123,7 +123,9 @@ fn restore_command(global: &GlobalOptions) -> Result<String> {
             push(flag, absolute(path)?.to_string_lossy().into_owned());
         }
     }
-    words.push("archive-get %f \"%p\"".to_string());
+    words.push(format!(
+        "archive-get --system-id {system_identifier} %f \"%p\""
+    ));
     Ok(words.join(" "))
 }
 
@@ -152,7 +154,13 @@ pub fn run(global: &GlobalOptions, args: &RestoreArgs) -> Result<()> {
         delta: args.delta,
         tablespace_map: args.tablespace_map.clone(),
         recovery: RecoverySettings {
-            restore_command: restore_command(global)?,
+            restore_command: restore_command(
+                global,
+                snapshot
+                    .postgres
+                    .as_ref()
+                    .map_or(0, |pg| pg.system_identifier),
+            )?,
             target: args.target_immediate.then_some(RecoveryTarget::Immediate),
             target_action: args.target_action.map(|a| match a {
                 Action::Pause => TargetAction::Pause,

@@ -11,3 +11,4 @@ pub mod pgpass;
 pub mod recovery;
 pub mod session;
 pub mod wal;
+pub mod walpage;

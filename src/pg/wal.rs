@@ -116,6 +116,87 @@ pub fn is_history_file_name(name: &str) -> bool {
         && name.bytes().take(8).all(is_upper_hex)
 }
 
+/// The kinds of file PostgreSQL hands to `archive_command` (xlog_internal.h's `IsXLogFileName`,
+/// `IsPartialXLogFileName`, `IsTLHistoryFileName`, `IsBackupHistoryFileName`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WalFileName {
+    Segment {
+        timeline: u32,
+        segno: u64,
+    },
+    /// The last, incomplete segment of a timeline that ended on promotion.
+    Partial {
+        timeline: u32,
+        segno: u64,
+    },
+    History {
+        timeline: u32,
+    },
+    /// `<segment>.<offset>.backup`: written when a backup stops.
+    BackupHistory {
+        timeline: u32,
+        segno: u64,
+        offset: u32,
+    },
+}
+
+impl WalFileName {
+    pub fn timeline(&self) -> u32 {
+        match *self {
+            WalFileName::Segment { timeline, .. }
+            | WalFileName::Partial { timeline, .. }
+            | WalFileName::History { timeline }
+            | WalFileName::BackupHistory { timeline, .. } => timeline,
+        }
+    }
+
+    pub fn file_name(&self, segment_size: u64) -> String {
+        match *self {
+            WalFileName::Segment { timeline, segno } => segment_name(timeline, segno, segment_size),
+            WalFileName::Partial { timeline, segno } => {
+                format!("{}.partial", segment_name(timeline, segno, segment_size))
+            }
+            WalFileName::History { timeline } => history_file_name(timeline),
+            WalFileName::BackupHistory {
+                timeline,
+                segno,
+                offset,
+            } => format!(
+                "{}.{offset:08X}.backup",
+                segment_name(timeline, segno, segment_size)
+            ),
+        }
+    }
+}
+
+/// What kind of archived file `name` is, or `None` if PostgreSQL would never archive it.
+pub fn parse_wal_file_name(name: &str, segment_size: u64) -> Option<WalFileName> {
+    let segment = |s: &str| parse_segment_name(s, segment_size).filter(|(tli, _)| *tli != 0);
+    if let Some(base) = name.strip_suffix(".partial") {
+        let (timeline, segno) = segment(base)?;
+        return Some(WalFileName::Partial { timeline, segno });
+    }
+    if is_history_file_name(name) {
+        let timeline = u32::from_str_radix(&name[..8], 16).ok()?;
+        return (timeline != 0).then_some(WalFileName::History { timeline });
+    }
+    if let Some(base) = name.strip_suffix(".backup") {
+        let (segment_part, offset) = base.split_once('.')?;
+        if offset.len() != 8 || !offset.bytes().all(is_upper_hex) {
+            return None;
+        }
+        let (timeline, segno) = segment(segment_part)?;
+        let offset = u32::from_str_radix(offset, 16).ok()?;
+        return Some(WalFileName::BackupHistory {
+            timeline,
+            segno,
+            offset,
+        });
+    }
+    let (timeline, segno) = segment(name)?;
+    Some(WalFileName::Segment { timeline, segno })
+}
+
 fn is_upper_hex(b: u8) -> bool {
     b.is_ascii_digit() || (b'A'..=b'F').contains(&b)
 }

@@ -11,10 +11,11 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::id::{BlobId, IndexId, PackId, RepoId};
 use super::index_file::IndexFile;
 use super::pack::{BlobType, PackedBlob};
+use super::walcat::WalEntry;
 use crate::error::{Error, Result};
 
 /// Bumped whenever the schema below changes; a cache with another version is rebuilt.
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = "
 CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
@@ -32,6 +33,8 @@ CREATE TABLE blobs (
     offset INTEGER NOT NULL, stored_len INTEGER NOT NULL, raw_len INTEGER NOT NULL,
     PRIMARY KEY (id, type, pack)
 ) WITHOUT ROWID;
+-- Decrypted WAL catalogue entries (postcard), by object name.
+CREATE TABLE wal_entries (object BLOB PRIMARY KEY, entry BLOB NOT NULL) WITHOUT ROWID;
 ";
 
 /// Where a blob is stored.
@@ -55,19 +58,30 @@ pub struct IndexCache {
 
 /// The default cache file of a repository: `$XDG_CACHE_HOME/pgcairn/<repo id>/index.sqlite`.
 pub fn default_path(cache_dir: Option<&Path>, repo_id: &RepoId) -> Result<PathBuf> {
-    let base = match cache_dir {
-        Some(dir) => dir.to_path_buf(),
+    Ok(base_dir(cache_dir)?
+        .join(repo_id.to_hex())
+        .join("index.sqlite"))
+}
+
+/// pgcairn's local cache directory: `cache_dir`, else `$XDG_CACHE_HOME/pgcairn`.
+pub fn base_dir(cache_dir: Option<&Path>) -> Result<PathBuf> {
+    match cache_dir {
+        Some(dir) => Ok(dir.to_path_buf()),
         None => directories::BaseDirs::new()
             .map(|d| d.cache_dir().join("pgcairn"))
             .ok_or_else(|| {
                 Error::local("no cache directory (set HOME, XDG_CACHE_HOME or --cache-dir)")
-            })?,
-    };
-    Ok(base.join(repo_id.to_hex()).join("index.sqlite"))
+            }),
+    }
 }
 
 fn db_error(path: &Path) -> impl Fn(rusqlite::Error) -> Error + '_ {
-    move |e| Error::local(format!("index cache {}: {e}", path.display()))
+    move |e| {
+        Error::local(format!(
+            "index cache {}: {e} (the cache can be deleted; it is rebuilt from the repository)",
+            path.display()
+        ))
+    }
 }
 
 impl IndexCache {
@@ -117,13 +131,9 @@ impl IndexCache {
         {
             return Ok(None);
         }
-        let check: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
-        if check != "ok" {
-            return Err(Error::local(format!(
-                "integrity check of {}: {check}",
-                path.display()
-            )));
-        }
+        // No `PRAGMA quick_check` here: it reads the whole file, which for a large repository
+        // cost more than archiving a WAL segment; a damaged page still fails the query that
+        // reads it, naming the cache file.
         Ok(Some(IndexCache { conn }))
     }
 
@@ -138,6 +148,69 @@ impl IndexCache {
             ],
         )?;
         Ok(IndexCache { conn })
+    }
+
+    /// Object names of the WAL catalogue entries the cache holds.
+    pub fn wal_objects(&self) -> Result<HashSet<[u8; 32]>> {
+        let mut stmt = self.conn.prepare("SELECT object FROM wal_entries")?;
+        let rows = stmt.query_map([], |r| r.get::<_, Vec<u8>>(0))?;
+        let mut out = HashSet::new();
+        for row in rows {
+            out.insert(to_id(&row?)?);
+        }
+        Ok(out)
+    }
+
+    pub fn add_wal_entry(&self, object: &[u8; 32], entry: &WalEntry) -> Result<()> {
+        self.conn.execute(
+            "INSERT OR REPLACE INTO wal_entries (object, entry) VALUES (?1, ?2)",
+            params![object.to_vec(), super::object::encode(entry)],
+        )?;
+        Ok(())
+    }
+
+    pub fn remove_wal_entries(&mut self, objects: &[[u8; 32]]) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        for object in objects {
+            tx.execute(
+                "DELETE FROM wal_entries WHERE object = ?1",
+                [object.to_vec()],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Every cached WAL catalogue entry.
+    pub fn wal_entries(&self) -> Result<Vec<WalEntry>> {
+        let mut stmt = self.conn.prepare("SELECT entry FROM wal_entries")?;
+        let rows = stmt.query_map([], |r| r.get::<_, Vec<u8>>(0))?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(super::object::decode(&row?, "cached WAL catalogue entry")?);
+        }
+        Ok(out)
+    }
+
+    /// When the cache was last brought in step with storage, nanoseconds since the epoch.
+    pub fn synced_ns(&self) -> Result<Option<i64>> {
+        let value: Option<Vec<u8>> = self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = 'synced_ns'", [], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        Ok(value
+            .and_then(|v| v.try_into().ok())
+            .map(i64::from_le_bytes))
+    }
+
+    pub fn set_synced_ns(&self, when: i64) -> Result<()> {
+        self.conn.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('synced_ns', ?1)",
+            [when.to_le_bytes().to_vec()],
+        )?;
+        Ok(())
     }
 
     pub fn index_files(&self) -> Result<HashSet<IndexId>> {
@@ -404,7 +477,7 @@ fn to_id(bytes: &[u8]) -> Result<[u8; 32]> {
         .map_err(|_| Error::local("index cache holds an id that is not 32 bytes"))
 }
 
-fn create_private_dir(dir: &Path) -> Result<()> {
+pub(super) fn create_private_dir(dir: &Path) -> Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     std::fs::DirBuilder::new()
         .recursive(true)

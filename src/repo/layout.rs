@@ -7,6 +7,7 @@ pub const KEYS: &str = "keys";
 pub const INDEX: &str = "index";
 pub const SNAPSHOTS: &str = "snapshots";
 pub const DATA: &str = "data";
+pub const WAL: &str = "wal";
 
 pub fn key(id: &KeyId) -> String {
     format!("{KEYS}/{id}")
@@ -31,4 +32,9 @@ pub fn pack_from_listing(name: &str) -> Option<PackId> {
     let (dir, file) = name.split_once('/')?;
     let id = PackId::from_hex(file).ok()?;
     (id.to_hex()[..2] == *dir).then_some(id)
+}
+
+/// A WAL catalogue entry, named by the keyed hash of its cluster and file name.
+pub fn wal_entry(name: &[u8; 32]) -> String {
+    format!("{WAL}/{}", hex::encode(name))
 }

@@ -5,6 +5,7 @@ pub mod cache;
 pub mod config;
 pub mod id;
 pub mod index_file;
+pub mod keycache;
 pub mod keyfile;
 pub mod layout;
 pub mod object;
@@ -12,6 +13,7 @@ pub mod pack;
 pub mod random;
 pub mod snapshot;
 pub mod tree;
+pub mod walcat;
 
 pub mod packer;
 mod repair;
@@ -28,11 +30,13 @@ use cache::IndexCache;
 use config::Config;
 use id::{BlobId, IndexId, KeyId, RepoId, SnapshotId, object_hash};
 use index_file::IndexFile;
+use keycache::{CachedKeys, KeyCache};
 use keyfile::KeyDescription;
 use object::{ObjectKind, SealedObject};
 use pack::BlobType;
 use random::RandomSource;
 use snapshot::Snapshot;
+use walcat::WalEntry;
 
 pub use packer::Packer;
 pub use repair::RepairReport;
@@ -130,6 +134,21 @@ fn current_user() -> String {
         .unwrap_or_default()
 }
 
+/// The config object's bytes, after refusing a newer format (before asking for a password).
+fn read_config_bytes(storage: &Storage) -> Result<Vec<u8>> {
+    let Some(config_bytes) = storage.read_optional(layout::CONFIG)? else {
+        return Err(Error::new(
+            ErrorKind::NoRepository,
+            format!(
+                "no pgcairn repository at {} (run `pgcairn init`)",
+                storage.location()
+            ),
+        ));
+    };
+    object::strip_header(ObjectKind::Config, &config_bytes).context("config")?;
+    Ok(config_bytes)
+}
+
 /// Reads an object named by its content hash and checks the name.
 fn read_named(storage: &Storage, path: &str, name: &[u8; 32], what: &str) -> Result<Vec<u8>> {
     let bytes = storage.read(path)?;
@@ -217,17 +236,7 @@ impl Repository {
         password: &[u8],
         random: RandomSource,
     ) -> Result<Repository> {
-        let Some(config_bytes) = storage.read_optional(layout::CONFIG)? else {
-            return Err(Error::new(
-                ErrorKind::NoRepository,
-                format!(
-                    "no pgcairn repository at {} (run `pgcairn init`)",
-                    storage.location()
-                ),
-            ));
-        };
-        // Refuse a newer format before asking for anything else.
-        object::strip_header(ObjectKind::Config, &config_bytes).context("config")?;
+        let config_bytes = read_config_bytes(&storage)?;
         let names = storage.list(layout::KEYS)?;
         if names.is_empty() {
             return Err(Error::integrity(format!(
@@ -290,6 +299,44 @@ impl Repository {
             "no intact key file opens with this password; damaged key files:\n  {}",
             damaged.join("\n  ")
         )))
+    }
+
+    /// Opens a repository with the keys in `key_cache` when they are this repository's and
+    /// the key file they came from still exists; otherwise with `password()`, caching the
+    /// keys it unlocks. See [`keycache`] for why this is safe.
+    pub fn open_with_key_cache(
+        storage: Storage,
+        key_cache: &KeyCache,
+        password: impl FnOnce() -> Result<zeroize::Zeroizing<Vec<u8>>>,
+    ) -> Result<Repository> {
+        let config_bytes = read_config_bytes(&storage)?;
+        if let Some(cached) = key_cache.load() {
+            let config = Config::open(&cached.keys.data, &config_bytes)
+                .ok()
+                .filter(|c| c.id == cached.repo_id && c.validate().is_ok());
+            if let Some(config) = config
+                && storage.exists(&layout::key(&cached.key_id))?
+            {
+                return Ok(Repository {
+                    storage,
+                    config,
+                    keys: cached.keys.clone(),
+                    key_in_use: cached.key_id,
+                    random: RandomSource::System,
+                });
+            }
+            key_cache.forget()?;
+        }
+        let repo = Repository::open(storage, &password()?)?;
+        let cached = CachedKeys {
+            repo_id: repo.config.id,
+            key_id: repo.key_in_use,
+            keys: repo.keys.clone(),
+        };
+        if let Err(e) = key_cache.store(&cached) {
+            eprintln!("warning: the next call will pay the password KDF again: {e}");
+        }
+        Ok(repo)
     }
 
     pub fn config(&self) -> &Config {
@@ -462,6 +509,53 @@ impl Repository {
             .collect())
     }
 
+    /// The object name of the catalogue entry for WAL file `name` of cluster
+    /// `system_identifier`: keyed, so storage can neither read nor confirm names.
+    fn wal_entry_name(&self, system_identifier: u64, name: &str) -> [u8; 32] {
+        let key = blake3::derive_key("pgcairn 2026-11 WAL catalogue names", &self.keys.chunk_id.0);
+        let mut hasher = blake3::Hasher::new_keyed(&key);
+        hasher.update(&system_identifier.to_le_bytes());
+        hasher.update(name.as_bytes());
+        *hasher.finalize().as_bytes()
+    }
+
+    /// The catalogue entry for WAL file `name` of a cluster, or `None` when storage positively
+    /// has no such entry.
+    pub fn load_wal_entry(&self, system_identifier: u64, name: &str) -> Result<Option<WalEntry>> {
+        let path = layout::wal_entry(&self.wal_entry_name(system_identifier, name));
+        let Some(bytes) = self.storage.read_optional(&path)? else {
+            return Ok(None);
+        };
+        let entry = WalEntry::open(&self.keys.data, &bytes)
+            .with_context(|| format!("WAL catalogue entry {path} ({name})"))?;
+        // Authentic but under another name: storage swapped two entries.
+        if entry.name != name || entry.system_identifier != system_identifier {
+            return Err(Error::integrity(format!(
+                "WAL catalogue entry {path} should hold {name} of system {system_identifier} but \
+                 holds {} of system {} (objects swapped on storage)",
+                entry.name, entry.system_identifier
+            )));
+        }
+        Ok(Some(entry))
+    }
+
+    /// Adds a catalogue entry unless one of that name exists. `Ok(None)`: created, durable and
+    /// visible to every reader; `Ok(Some(existing))`: another push got there first.
+    pub fn create_wal_entry(&self, entry: &WalEntry) -> Result<Option<WalEntry>> {
+        let path = layout::wal_entry(&self.wal_entry_name(entry.system_identifier, &entry.name));
+        let bytes = entry.seal(&self.keys.data, &mut self.random.rng())?;
+        if self.storage.create_new(&path, bytes)? {
+            return Ok(None);
+        }
+        match self.load_wal_entry(entry.system_identifier, &entry.name)? {
+            Some(existing) => Ok(Some(existing)),
+            None => Err(Error::new(
+                ErrorKind::Storage,
+                format!("{path}: creation refused because it exists, yet it cannot be read"),
+            )),
+        }
+    }
+
     pub fn save_index_file(&self, file: &IndexFile) -> Result<IndexId> {
         self.save_object(file, |name| layout::index(&IndexId(*name)))
             .map(IndexId)
@@ -476,6 +570,25 @@ impl Repository {
     pub fn load_index(self, cache_dir: Option<&Path>) -> Result<IndexedRepository> {
         let mut indexed = self.open_cache(cache_dir)?;
         indexed.sync_cache()?;
+        Ok(indexed)
+    }
+
+    /// Opens the index cache and brings it in step with storage only if that was last done
+    /// more than `max_age` ago. For commands run once per WAL file: listing every index file
+    /// each time would cost more than the file. A stale cache only misses blobs stored since
+    /// (stored again, or found by syncing when a read needs them); format-spec §11 bounds how
+    /// stale a writer's cache may be.
+    pub fn load_index_synced_within(
+        self,
+        cache_dir: Option<&Path>,
+        max_age: std::time::Duration,
+    ) -> Result<IndexedRepository> {
+        let mut indexed = self.open_cache(cache_dir)?;
+        let synced = indexed.cache_mut().synced_ns()?;
+        let age_ns = synced.map(|t| crate::clock::now_ns().saturating_sub(t));
+        if age_ns.is_none_or(|age| age < 0 || age as u128 > max_age.as_nanos()) {
+            indexed.sync_cache()?;
+        }
         Ok(indexed)
     }
 
@@ -514,6 +627,7 @@ impl IndexedRepository {
         &mut self,
         mut damaged: Option<&mut Vec<(IndexId, String)>>,
     ) -> Result<()> {
+        let started = crate::clock::now_ns();
         let on_storage: HashSet<IndexId> = self.repo.list_index_files()?.into_iter().collect();
         let cache = self.cache.get_mut().unwrap_or_else(|p| p.into_inner());
         let cached = cache.index_files()?;
@@ -528,7 +642,46 @@ impl IndexedRepository {
                 (Err(e), _) => return Err(e),
             }
         }
-        Ok(())
+        cache.set_synced_ns(started)
+    }
+
+    /// Every entry of the WAL catalogue, oldest name first, after bringing the cached copy in
+    /// step with storage (entries that appeared are read, vanished ones forgotten).
+    pub fn wal_catalogue(&mut self) -> Result<Vec<WalEntry>> {
+        let on_storage: HashSet<[u8; 32]> = self
+            .repo
+            .storage
+            .list(layout::WAL)?
+            .iter()
+            .filter_map(|name| {
+                let mut object = [0u8; 32];
+                hex::decode_to_slice(name, &mut object)
+                    .ok()
+                    .map(|()| object)
+            })
+            .collect();
+        let repo = &self.repo;
+        let cache = self.cache.get_mut().unwrap_or_else(|p| p.into_inner());
+        let cached = cache.wal_objects()?;
+        let gone: Vec<[u8; 32]> = cached.difference(&on_storage).copied().collect();
+        cache.remove_wal_entries(&gone)?;
+        for object in on_storage.difference(&cached) {
+            let path = layout::wal_entry(object);
+            let bytes = repo.storage.read(&path)?;
+            let entry = WalEntry::open(&repo.keys.data, &bytes)
+                .with_context(|| format!("WAL catalogue entry {path}"))?;
+            if repo.wal_entry_name(entry.system_identifier, &entry.name) != *object {
+                return Err(Error::integrity(format!(
+                    "WAL catalogue entry {path} holds {} of system {}, which belongs under \
+                     another name (objects swapped on storage)",
+                    entry.name, entry.system_identifier
+                )));
+            }
+            cache.add_wal_entry(object, &entry)?;
+        }
+        let mut entries = cache.wal_entries()?;
+        entries.sort_by(|a, b| (a.system_identifier, &a.name).cmp(&(b.system_identifier, &b.name)));
+        Ok(entries)
     }
 
     /// Runs `f` with the index cache locked. A closure rather than a guard, so the lock

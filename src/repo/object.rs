@@ -10,8 +10,9 @@ use crate::crypto::{self, Key32};
 use crate::error::{Error, ErrorKind, Result};
 
 pub const MAGIC: &[u8; 7] = b"PGCAIRN";
-/// The repository format version this build writes and the only one it reads.
-pub const FORMAT_VERSION: u16 = 1;
+/// The repository format version this build writes and the only one it reads. Version 2 added
+/// the WAL catalogue and `wal_missing` to snapshots; version 1 was never released.
+pub const FORMAT_VERSION: u16 = 2;
 pub const HEADER_LEN: usize = 10;
 
 /// Largest decompressed payload accepted for any object or blob (1 GiB): a bound on what a
@@ -29,6 +30,7 @@ pub enum ObjectKind {
     Pack = 5,
     PackHeader = 6,
     Blob = 7,
+    WalEntry = 8,
 }
 
 impl ObjectKind {
@@ -41,6 +43,7 @@ impl ObjectKind {
             ObjectKind::Pack => "pack",
             ObjectKind::PackHeader => "pack header",
             ObjectKind::Blob => "blob",
+            ObjectKind::WalEntry => "WAL catalogue entry",
         }
     }
 }
@@ -72,11 +75,16 @@ pub fn strip_header(kind: ObjectKind, bytes: &[u8]) -> Result<&[u8]> {
     }
     let version = u16::from_le_bytes([bytes[8], bytes[9]]);
     if version != FORMAT_VERSION {
+        let advice = if version > FORMAT_VERSION {
+            "upgrade pgcairn to read it"
+        } else {
+            "it was written by a pre-release pgcairn; restore it with that build"
+        };
         return Err(Error::new(
             ErrorKind::UnsupportedFormat,
             format!(
                 "{} has format version {version}; this pgcairn reads only version \
-                 {FORMAT_VERSION} (upgrade pgcairn to read it)",
+                 {FORMAT_VERSION} ({advice})",
                 kind.name()
             ),
         ));
@@ -273,7 +281,7 @@ mod tests {
         );
         assert!(open_object(ObjectKind::Index, &key, &sealed).is_err());
         let mut newer = sealed.clone();
-        newer[8] = 2;
+        newer[8] = 3;
         let err = open_object(ObjectKind::Snapshot, &key, &newer).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::UnsupportedFormat);
     }

@@ -45,6 +45,10 @@ pub struct PostgresBackup {
     pub tablespaces: Vec<TablespaceBackup>,
     /// Pages whose checksum failed, read twice.
     pub bad_pages: Vec<BadPage>,
+    /// Segments from `start_wal` through `stop_wal` that the snapshot does not carry in its
+    /// `pg_wal/`: they were not archived within `--archive-timeout` and could no longer be
+    /// read from the server. The snapshot restores only once the archive has them all.
+    pub wal_missing: Vec<String>,
 }
 
 /// A tablespace: where it lived, and its contents (the server's version directory).

@@ -157,6 +157,26 @@ impl Storage {
         Ok(())
     }
 
+    /// Creates an object that must not exist yet, atomically and durably. Returns `false`, and
+    /// changes nothing, when an object of that name is already there: two writers racing for
+    /// one name never overwrite each other, whichever wins.
+    pub fn create_new(&self, path: &str, bytes: Vec<u8>) -> Result<bool> {
+        let Some(root) = &self.local_root else {
+            // The in-process store serves one process: a check then a write is enough.
+            if self.exists(path)? {
+                return Ok(false);
+            }
+            self.write(path, bytes)?;
+            return Ok(true);
+        };
+        let created = create_new_local(root, path, &bytes)
+            .map_err(|e| Error::new(ErrorKind::Storage, format!("creating {path}: {e}")))?;
+        if created {
+            sync_parents(root, path)?;
+        }
+        Ok(created)
+    }
+
     /// Names of the objects under `dir` (recursively), relative to `dir`.
     pub fn list(&self, dir: &str) -> Result<Vec<String>> {
         let dir = format!("{}/", dir.trim_end_matches('/'));
@@ -200,6 +220,38 @@ impl Storage {
     }
 }
 
+/// Writes `bytes` to a private staging file, fsyncs it, and publishes it with `link(2)`, which
+/// fails if the name exists (a rename would replace it). The staging name is removed either way.
+fn create_new_local(root: &Path, path: &str, bytes: &[u8]) -> std::io::Result<bool> {
+    use std::io::Write;
+    let target = root.join(path);
+    if let Some(dir) = target.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let staging_dir = root.join(STAGING_DIR);
+    std::fs::create_dir_all(&staging_dir)?;
+    let staged = staging_dir.join(format!(
+        "new-{}-{}",
+        std::process::id(),
+        crate::clock::now_ns()
+    ));
+    let result = (|| {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&staged)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        match std::fs::hard_link(&staged, &target) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(e),
+        }
+    })();
+    let _ = std::fs::remove_file(&staged);
+    result
+}
+
 /// fsyncs every directory from the object's parent up to the root, so the rename that
 /// published it (and any directory created for it) survives a crash.
 fn sync_parents(root: &Path, path: &str) -> Result<()> {
@@ -240,6 +292,9 @@ mod tests {
         storage.delete("a/b").unwrap();
         assert!(!storage.exists("a/b").unwrap());
         assert!(storage.list("nothing").unwrap().is_empty());
+        assert!(storage.create_new("n/once", b"first".to_vec()).unwrap());
+        assert!(!storage.create_new("n/once", b"second".to_vec()).unwrap());
+        assert_eq!(storage.read("n/once").unwrap(), b"first");
     }
 
     #[test]

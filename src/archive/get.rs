@@ -1,0 +1,133 @@
+//! `archive-get`: one WAL file from the catalogue to where the server's `restore_command` wants
+//! it. Written under a temporary name, checked against the archived checksum, fsynced and
+//! renamed, so the server never reads a partial file.
+
+use std::fs::{self, File};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::pg::wal;
+use crate::repo::IndexedRepository;
+use crate::repo::pack::BlobType;
+use crate::repo::tree::{Node, NodeKind};
+use crate::repo::walcat::WalEntry;
+
+/// Checks `name` is something the server may ask for.
+pub fn check_name(name: &str) -> Result<()> {
+    wal::parse_wal_file_name(name, super::ANY_SEGMENT_SIZE)
+        .map(|_| ())
+        .ok_or_else(|| {
+            Error::usage(format!(
+                "{name:?} is not the name of a WAL segment, .partial segment, timeline history \
+                 file or backup history file"
+            ))
+        })
+}
+
+/// The catalogue entry for `name`, or a `NotFound` error when the repository positively does
+/// not have it.
+pub fn find(repo: &IndexedRepository, cluster: u64, name: &str) -> Result<WalEntry> {
+    repo.load_wal_entry(cluster, name)?.ok_or_else(|| {
+        Error::new(
+            ErrorKind::NotFound,
+            format!("{name} is not in the archive of system {cluster}"),
+        )
+    })
+}
+
+/// Writes the archived file to `dest`.
+pub fn fetch(
+    repo: &mut IndexedRepository,
+    entry: &WalEntry,
+    dest: &Path,
+    interrupted: &AtomicBool,
+) -> Result<()> {
+    // The cache may predate the push from another host: learn of new index files first.
+    if !knows_every_chunk(repo, entry)? {
+        repo.sync_cache()?;
+    }
+    let staged = staging_name(dest);
+    let result = write_checked(repo, entry, &staged, interrupted).and_then(|()| {
+        fs::rename(&staged, dest).map_err(Error::io_at("renaming into place", dest))?;
+        sync_dir_of(dest)
+    });
+    if result.is_err() {
+        let _ = fs::remove_file(&staged);
+    }
+    result
+}
+
+fn knows_every_chunk(repo: &IndexedRepository, entry: &WalEntry) -> Result<bool> {
+    if entry.content.level > 0 {
+        return Ok(false);
+    }
+    repo.with_cache(|cache| {
+        for chunk in &entry.content.entries {
+            if !cache.contains(BlobType::Data, &chunk.id)? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    })
+}
+
+fn write_checked(
+    repo: &IndexedRepository,
+    entry: &WalEntry,
+    path: &Path,
+    interrupted: &AtomicBool,
+) -> Result<()> {
+    let node = Node {
+        name: entry.name.as_bytes().to_vec(),
+        mode: 0o600,
+        uid: 0,
+        gid: 0,
+        mtime_ns: entry.archived_ns,
+        ctime_ns: entry.archived_ns,
+        inode: 0,
+        kind: NodeKind::File {
+            size: entry.size,
+            content: entry.content.clone(),
+        },
+    };
+    crate::restore::restore_file(repo, &node, path, interrupted)?;
+    // Every chunk was checked against its id; this checks they are the right chunks.
+    let mut hasher = blake3::Hasher::new();
+    let file = File::open(path).map_err(Error::io_at("reading back", path))?;
+    let len = file
+        .metadata()
+        .map_err(Error::io_at("reading back", path))?
+        .size();
+    std::io::copy(
+        &mut std::io::BufReader::with_capacity(1 << 20, file),
+        &mut hasher,
+    )
+    .map_err(Error::io_at("reading back", path))?;
+    if len != entry.size || *hasher.finalize().as_bytes() != entry.checksum {
+        return Err(Error::integrity(format!(
+            "{}: the archived chunks do not reassemble to the archived file (BLAKE3 {})",
+            entry.name,
+            entry.checksum_hex()
+        )));
+    }
+    Ok(())
+}
+
+/// A name beside `dest`, so the final rename stays within one filesystem.
+fn staging_name(dest: &Path) -> PathBuf {
+    let mut name = dest.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".pgcairn-{}", std::process::id()));
+    dest.with_file_name(name)
+}
+
+fn sync_dir_of(path: &Path) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(Error::io_at("fsync", dir))
+}

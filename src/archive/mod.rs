@@ -1,0 +1,65 @@
+//! WAL archiving: `archive-push` stores the files PostgreSQL's `archive_command` hands over in
+//! the WAL catalogue, `archive-get` serves them back to `restore_command`.
+
+pub mod get;
+pub mod push;
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::pg::control;
+
+/// Segments can be 1 MiB to 1 GiB; classifying a name without knowing which accepts every
+/// name that is valid for some size.
+const ANY_SEGMENT_SIZE: u64 = 1 << 20;
+
+/// The data directory a WAL path sits in: `pg_wal/NAME` relative to the server's working
+/// directory (how `%p` is given) or absolute.
+fn data_dir_of(wal_path: &Path) -> Option<PathBuf> {
+    let dir = wal_path.parent()?;
+    if dir.file_name()? != "pg_wal" {
+        return None;
+    }
+    let pgdata = dir.parent()?;
+    Some(if pgdata.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        pgdata.to_path_buf()
+    })
+}
+
+/// The system identifier of the cluster at `pgdata`, if it is a data directory.
+fn cluster_at(pgdata: &Path) -> Result<Option<u64>> {
+    if !pgdata.join(control::CONTROL_FILE).exists() {
+        return Ok(None);
+    }
+    control::read_system_identifier(pgdata).map(Some)
+}
+
+/// Which cluster a command is for: `--system-id`, else the data directory's pg_control
+/// (`--pgdata`, else the one `wal_path` sits in, else the working directory, which is the data
+/// directory when the server runs the command).
+pub fn resolve_cluster(
+    system_id: Option<u64>,
+    pgdata: Option<&Path>,
+    wal_path: Option<&Path>,
+) -> Result<Option<u64>> {
+    if system_id.is_some() {
+        return Ok(system_id);
+    }
+    if let Some(dir) = pgdata {
+        return cluster_at(dir)?.map(Some).ok_or_else(|| {
+            Error::usage(format!(
+                "{} is not a PostgreSQL data directory (no {})",
+                dir.display(),
+                control::CONTROL_FILE
+            ))
+        });
+    }
+    if let Some(dir) = wal_path.and_then(data_dir_of)
+        && let Some(id) = cluster_at(&dir)?
+    {
+        return Ok(Some(id));
+    }
+    cluster_at(Path::new("."))
+}

@@ -1,0 +1,246 @@
+//! `archive-push`: one WAL file from the server's `archive_command` into the WAL catalogue.
+//!
+//! Order makes it crash-safe: the file's chunks go into packs and an index file first, the
+//! catalogue entry last, created only if no entry of that name exists. A crash before the
+//! entry leaves unreferenced packs (reclaimed by prune) and nothing visible; the server then
+//! retries. Once the entry exists, everything it references is durable.
+
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::Mutex;
+use std::sync::atomic::AtomicBool;
+
+use crate::backup::{Counters, Ingest};
+use crate::chunk::FileClass;
+use crate::error::{Error, ErrorKind, Result};
+use crate::pg::wal::{self, WalFileName};
+use crate::pg::walpage;
+use crate::repo::IndexedRepository;
+use crate::repo::walcat::WalEntry;
+
+/// Files up to this size are read whole (and their records scanned); larger segments, which
+/// `initdb --wal-segsize` allows up to 1 GiB, are streamed.
+const WHOLE_FILE_LIMIT: u64 = 64 << 20;
+/// History and backup history files are a few lines of text.
+const MAX_TEXT_FILE: u64 = 1 << 20;
+
+/// What archive-push did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PushOutcome {
+    /// Stored: `new_bytes` of it were not in the repository yet.
+    Archived { new_bytes: u64, stored_bytes: u64 },
+    /// The same name with the same content was already archived; nothing was stored.
+    AlreadyArchived,
+}
+
+#[derive(Clone, Debug)]
+pub struct PushReport {
+    pub name: String,
+    pub system_identifier: u64,
+    pub size: u64,
+    pub checksum: [u8; 32],
+    pub outcome: PushOutcome,
+}
+
+/// Archives the WAL file at `path` for cluster `cluster` (`None`: the cluster the segment's
+/// header names; history files need it given).
+pub fn push(
+    repo: &IndexedRepository,
+    path: &Path,
+    cluster: Option<u64>,
+    interrupted: &AtomicBool,
+) -> Result<PushReport> {
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| Error::usage(format!("{}: not a WAL file name", path.display())))?;
+    wal::parse_wal_file_name(name, super::ANY_SEGMENT_SIZE).ok_or_else(|| {
+        Error::usage(format!(
+            "{name:?} is not the name of a WAL segment, .partial segment, timeline history file \
+             or backup history file; refusing to archive it"
+        ))
+    })?;
+    let file = File::open(path).map_err(Error::io_at("opening", path))?;
+    let size = file
+        .metadata()
+        .map_err(Error::io_at("reading", path))?
+        .len();
+    let cluster = check_file(&file, path, name, size, cluster)?;
+
+    if let Some(existing) = repo.load_wal_entry(cluster, name)? {
+        let checksum = checksum_of(&file, path)?;
+        return compare(existing, name, cluster, size, checksum);
+    }
+
+    let packer = repo.packer();
+    let ingest = Ingest {
+        packer: &packer,
+        gear: repo.gear_table(),
+        chunker: repo.config().chunker,
+        pages: None,
+        interrupted,
+        counters: Counters::default(),
+        bad_pages: Mutex::new(Vec::new()),
+    };
+    let stored = if size <= WHOLE_FILE_LIMIT {
+        let data = read_whole(&file, path, size)?;
+        let (checksum, stored) = rayon::join(
+            || *blake3::hash(&data).as_bytes(),
+            || ingest.store_bytes(&data, FileClass::Wal),
+        );
+        stored.map(|stored| (stored, checksum))
+    } else {
+        // Two reads of a file the server does not change while it archives it.
+        ingest
+            .store_file(path, name.as_bytes(), crate::backup::FileRole::Wal)
+            .and_then(|stored| {
+                stored.ok_or_else(|| {
+                    Error::local(format!("{} vanished while being archived", path.display()))
+                })
+            })
+            .and_then(|stored| Ok((stored, checksum_of(&file, path)?)))
+    };
+    // Packs written so far are flushed even on failure: a retry then finds its chunks.
+    let content = stored.and_then(|(stored, checksum)| {
+        if stored.size != size {
+            return Err(Error::local(format!(
+                "{} changed size while being archived ({size} then {} bytes)",
+                path.display(),
+                stored.size
+            )));
+        }
+        Ok((packer.add_chunk_list(stored.chunks)?, checksum))
+    });
+    let stats = packer.flush()?;
+    let (content, checksum) = content?;
+    let entry = WalEntry {
+        system_identifier: cluster,
+        name: name.to_owned(),
+        size,
+        checksum,
+        content,
+        archived_ns: crate::clock::now_ns(),
+        hostname: gethostname::gethostname().to_string_lossy().into_owned(),
+        program_version: env!("CARGO_PKG_VERSION").to_owned(),
+        summary: None,
+    };
+    match repo.create_wal_entry(&entry)? {
+        None => Ok(PushReport {
+            name: name.to_owned(),
+            system_identifier: cluster,
+            size,
+            checksum,
+            outcome: PushOutcome::Archived {
+                new_bytes: stats.new_raw_bytes,
+                stored_bytes: stats.new_stored_bytes,
+            },
+        }),
+        // Another push of the same file won the race.
+        Some(existing) => compare(existing, name, cluster, size, checksum),
+    }
+}
+
+/// Checks the file is what its name says and returns the cluster it belongs to.
+fn check_file(
+    file: &File,
+    path: &Path,
+    name: &str,
+    size: u64,
+    cluster: Option<u64>,
+) -> Result<u64> {
+    let refuse = |why: String| Error::new(ErrorKind::Refused, format!("{name}: {why}"));
+    let kind = wal::parse_wal_file_name(name, super::ANY_SEGMENT_SIZE);
+    let (timeline, segno_name) = match kind {
+        Some(WalFileName::Segment { timeline, .. })
+        | Some(WalFileName::Partial { timeline, .. }) => {
+            (timeline, name.trim_end_matches(".partial"))
+        }
+        _ => {
+            if size > MAX_TEXT_FILE {
+                return Err(refuse(format!(
+                    "{size} bytes is too large for a history file"
+                )));
+            }
+            return cluster.ok_or_else(|| {
+                Error::usage(format!(
+                    "{name}: cannot tell which cluster this file belongs to: run archive-push \
+                     from the data directory (as the server does), or give --pgdata or \
+                     --system-id"
+                ))
+            });
+        }
+    };
+    if !wal::is_valid_segment_size(size) {
+        return Err(refuse(format!(
+            "{size} bytes is not a WAL segment size (a power of two from 1 MiB to 1 GiB): \
+             truncated, or not a segment"
+        )));
+    }
+    let (_, segno) = wal::parse_segment_name(segno_name, size).ok_or_else(|| {
+        refuse(format!(
+            "the name is not valid for segments of {size} bytes"
+        ))
+    })?;
+    let mut first = [0u8; 64];
+    file.read_exact_at(&mut first, 0)
+        .map_err(Error::io_at("reading", path))?;
+    let header = walpage::check_segment_header(&first, timeline, segno, size)
+        .map_err(|e| refuse(e.message().to_owned()))?;
+    match cluster {
+        Some(id) if id != header.system_identifier => Err(refuse(format!(
+            "the segment belongs to the cluster with system identifier {}, but it is being \
+             archived for the cluster with system identifier {id}; refusing to mix clusters",
+            header.system_identifier
+        ))),
+        _ => Ok(header.system_identifier),
+    }
+}
+
+/// A second push of an archived name: the same bytes are a success (the server retries after
+/// a crash between our exit and its bookkeeping); other bytes must never replace them.
+fn compare(
+    existing: WalEntry,
+    name: &str,
+    cluster: u64,
+    size: u64,
+    checksum: [u8; 32],
+) -> Result<PushReport> {
+    if existing.checksum != checksum || existing.size != size {
+        return Err(Error::new(
+            ErrorKind::Refused,
+            format!(
+                "{name} is already archived with different content: archived {} bytes with \
+                 BLAKE3 {}, this file has {size} bytes with BLAKE3 {}; the archived copy is kept \
+                 (is another cluster archiving into this repository under the same system \
+                 identifier?)",
+                existing.size,
+                existing.checksum_hex(),
+                hex::encode(checksum)
+            ),
+        ));
+    }
+    Ok(PushReport {
+        name: name.to_owned(),
+        system_identifier: cluster,
+        size,
+        checksum,
+        outcome: PushOutcome::AlreadyArchived,
+    })
+}
+
+fn read_whole(file: &File, path: &Path, size: u64) -> Result<Vec<u8>> {
+    let mut data = Vec::with_capacity(size as usize);
+    file.take(size + 1)
+        .read_to_end(&mut data)
+        .map_err(Error::io_at("reading", path))?;
+    Ok(data)
+}
+
+fn checksum_of(file: &File, path: &Path) -> Result<[u8; 32]> {
+    let mut hasher = blake3::Hasher::new();
+    let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
+    std::io::copy(&mut reader, &mut hasher).map_err(Error::io_at("reading", path))?;
+    Ok(*hasher.finalize().as_bytes())
+}
