@@ -12,4 +12,7 @@ pub mod label;
 pub mod pgpass;
 pub mod recovery;
 pub mod session;
+
 pub mod wal;
+pub mod walpage;
+pub mod walscan;
