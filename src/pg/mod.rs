@@ -12,6 +12,7 @@ pub mod label;
 pub mod pgpass;
 pub mod recovery;
 pub mod session;
+pub mod target;
 
 pub mod wal;
 pub mod walpage;
