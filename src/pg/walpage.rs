@@ -278,7 +278,8 @@ mod tests {
 
     #[test]
     fn each_wrong_field_is_named() {
-        let cases: [(&str, fn(&mut Vec<u8>), &str); 8] = [
+        type Spoil = fn(&mut Vec<u8>);
+        let cases: [(&str, Spoil, &str); 8] = [
             ("short", |p| p.truncate(39), "need 40"),
             ("no long flag", |p| p[2] = 0, "no long header"),
             ("unknown flag", |p| p[2] |= 0x10, "unknown flag bits"),

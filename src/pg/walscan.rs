@@ -823,6 +823,20 @@ mod tests {
     }
 
     #[test]
+    fn the_hand_built_fuzz_seed_is_valid_wal() {
+        // 1 kB pages, 1 MiB segment 3: a commit, restore point "p1", a 2000-byte record over
+        // three pages, a commit prepared, a switch (fuzz/seeds, built with CRC-32C by hand).
+        let seed = include_bytes!("../../fuzz/seeds/wal_segment_scan/synthetic-1k-pages");
+        let s = summarize_segment(seed, Lsn(3 << 20), 1024);
+        assert_eq!(s.commits, 2);
+        assert_eq!(s.first_commit_time, Some(unix_micros(848_000_000_000_000)));
+        assert_eq!(s.last_commit_time, Some(unix_micros(848_000_001_000_000)));
+        assert_eq!(s.restore_points.len(), 1);
+        assert_eq!(s.restore_points[0].name, "p1");
+        assert_eq!(s.end_of_valid_records, Lsn(4 << 20));
+    }
+
+    #[test]
     fn timestamps_convert_from_the_postgresql_epoch() {
         assert_eq!(unix_micros(0), 946_684_800_000_000);
         assert_eq!(unix_micros(-946_684_800_000_000), 0);
