@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::pg::wal;
 use crate::repo::IndexedRepository;
 use crate::repo::pack::BlobType;
 use crate::repo::tree::{Node, NodeKind};
@@ -16,14 +15,12 @@ use crate::repo::walcat::WalEntry;
 
 /// Checks `name` is something the server may ask for.
 pub fn check_name(name: &str) -> Result<()> {
-    wal::parse_wal_file_name(name, super::ANY_SEGMENT_SIZE)
-        .map(|_| ())
-        .ok_or_else(|| {
-            Error::usage(format!(
-                "{name:?} is not the name of a WAL segment, .partial segment, timeline history \
+    super::classify(name).map(|_| ()).ok_or_else(|| {
+        Error::usage(format!(
+            "{name:?} is not the name of a WAL segment, .partial segment, timeline history \
                  file or backup history file"
-            ))
-        })
+        ))
+    })
 }
 
 /// The catalogue entry for `name`, or a `NotFound` error when the repository positively does

@@ -8,11 +8,13 @@ pub mod push;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::pg::control;
+use crate::pg::{control, wal};
 
-/// Segments can be 1 MiB to 1 GiB; classifying a name without knowing which accepts every
-/// name that is valid for some size.
-const ANY_SEGMENT_SIZE: u64 = 1 << 20;
+/// What kind of WAL file `name` is, when it is valid for some segment size (1 MiB to 1 GiB):
+/// the server's segment size is not known before the file is read.
+fn classify(name: &str) -> Option<wal::WalFileName> {
+    (20..=30).find_map(|bits| wal::parse_wal_file_name(name, 1 << bits))
+}
 
 /// The data directory a WAL path sits in: `pg_wal/NAME` relative to the server's working
 /// directory (how `%p` is given) or absolute.
@@ -63,4 +65,30 @@ pub fn resolve_cluster(
         return Ok(Some(id));
     }
     cluster_at(Path::new("."))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_classified_whatever_the_segment_size() {
+        // A backup history offset past the first MiB is valid for 16 MiB segments.
+        assert!(matches!(
+            classify("000000010000000000000002.00F00028.backup"),
+            Some(wal::WalFileName::BackupHistory { .. })
+        ));
+        // A segment part that only 1 MiB segments have.
+        assert!(classify("000000010000000000000FFF").is_some());
+        assert!(classify("000000010000000000000FFF.partial").is_some());
+        assert!(classify("00000002.history").is_some());
+        for bad in [
+            "00000000.history",
+            "0000000100000000000010000",
+            "archive_status",
+            "",
+        ] {
+            assert!(classify(bad).is_none(), "{bad}");
+        }
+    }
 }

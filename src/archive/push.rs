@@ -15,10 +15,12 @@ use std::sync::atomic::AtomicBool;
 use crate::backup::{Counters, Ingest};
 use crate::chunk::FileClass;
 use crate::error::{Error, ErrorKind, Result};
+use crate::pg::history;
 use crate::pg::wal::{self, WalFileName};
-use crate::pg::walpage;
+use crate::pg::walpage::{self, LongPageHeader};
+use crate::pg::walscan;
 use crate::repo::IndexedRepository;
-use crate::repo::walcat::WalEntry;
+use crate::repo::walcat::{RestorePoint, WalEntry, WalSummary};
 
 /// Files up to this size are read whole (and their records scanned); larger segments, which
 /// `initdb --wal-segsize` allows up to 1 GiB, are streamed.
@@ -56,7 +58,7 @@ pub fn push(
         .file_name()
         .and_then(|n| n.to_str())
         .ok_or_else(|| Error::usage(format!("{}: not a WAL file name", path.display())))?;
-    wal::parse_wal_file_name(name, super::ANY_SEGMENT_SIZE).ok_or_else(|| {
+    super::classify(name).ok_or_else(|| {
         Error::usage(format!(
             "{name:?} is not the name of a WAL segment, .partial segment, timeline history file \
              or backup history file; refusing to archive it"
@@ -67,7 +69,7 @@ pub fn push(
         .metadata()
         .map_err(Error::io_at("reading", path))?
         .len();
-    let cluster = check_file(&file, path, name, size, cluster)?;
+    let (cluster, header) = check_file(&file, path, name, size, cluster)?;
 
     if let Some(existing) = repo.load_wal_entry(cluster, name)? {
         let checksum = checksum_of(&file, path)?;
@@ -84,12 +86,19 @@ pub fn push(
         counters: Counters::default(),
         bad_pages: Mutex::new(Vec::new()),
     };
+    let mut summary = None;
     let stored = if size <= WHOLE_FILE_LIMIT {
         let data = read_whole(&file, path, size)?;
-        let (checksum, stored) = rayon::join(
-            || *blake3::hash(&data).as_bytes(),
+        let ((checksum, scanned), stored) = rayon::join(
+            || {
+                rayon::join(
+                    || *blake3::hash(&data).as_bytes(),
+                    || header.map(|h| summarize(&data, &h)),
+                )
+            },
             || ingest.store_bytes(&data, FileClass::Wal),
         );
+        summary = scanned;
         stored.map(|stored| (stored, checksum))
     } else {
         // Two reads of a file the server does not change while it archives it.
@@ -124,7 +133,7 @@ pub fn push(
         archived_ns: crate::clock::now_ns(),
         hostname: gethostname::gethostname().to_string_lossy().into_owned(),
         program_version: env!("CARGO_PKG_VERSION").to_owned(),
-        summary: None,
+        summary,
     };
     match repo.create_wal_entry(&entry)? {
         None => Ok(PushReport {
@@ -142,20 +151,20 @@ pub fn push(
     }
 }
 
-/// Checks the file is what its name says and returns the cluster it belongs to.
+/// Checks the file is what its name says; returns the cluster it belongs to and, for a
+/// segment, its first page's header.
 fn check_file(
     file: &File,
     path: &Path,
     name: &str,
     size: u64,
     cluster: Option<u64>,
-) -> Result<u64> {
+) -> Result<(u64, Option<LongPageHeader>)> {
     let refuse = |why: String| Error::new(ErrorKind::Refused, format!("{name}: {why}"));
-    let kind = wal::parse_wal_file_name(name, super::ANY_SEGMENT_SIZE);
-    let (timeline, segno_name) = match kind {
-        Some(WalFileName::Segment { timeline, .. })
-        | Some(WalFileName::Partial { timeline, .. }) => {
-            (timeline, name.trim_end_matches(".partial"))
+    let kind = super::classify(name);
+    let timeline = match kind {
+        Some(WalFileName::Segment { timeline, .. } | WalFileName::Partial { timeline, .. }) => {
+            timeline
         }
         _ => {
             if size > MAX_TEXT_FILE {
@@ -163,13 +172,21 @@ fn check_file(
                     "{size} bytes is too large for a history file"
                 )));
             }
-            return cluster.ok_or_else(|| {
+            check_text(
+                file,
+                path,
+                size,
+                matches!(kind, Some(WalFileName::History { .. })),
+            )
+            .map_err(|why| refuse(why))?;
+            let cluster = cluster.ok_or_else(|| {
                 Error::usage(format!(
                     "{name}: cannot tell which cluster this file belongs to: run archive-push \
                      from the data directory (as the server does), or give --pgdata or \
                      --system-id"
                 ))
-            });
+            })?;
+            return Ok((cluster, None));
         }
     };
     if !wal::is_valid_segment_size(size) {
@@ -178,11 +195,14 @@ fn check_file(
              truncated, or not a segment"
         )));
     }
-    let (_, segno) = wal::parse_segment_name(segno_name, size).ok_or_else(|| {
-        refuse(format!(
-            "the name is not valid for segments of {size} bytes"
-        ))
-    })?;
+    let segno = match wal::parse_wal_file_name(name, size) {
+        Some(WalFileName::Segment { segno, .. } | WalFileName::Partial { segno, .. }) => segno,
+        _ => {
+            return Err(refuse(format!(
+                "the name is not valid for segments of {size} bytes"
+            )));
+        }
+    };
     let mut first = [0u8; 64];
     file.read_exact_at(&mut first, 0)
         .map_err(Error::io_at("reading", path))?;
@@ -194,7 +214,7 @@ fn check_file(
              archived for the cluster with system identifier {id}; refusing to mix clusters",
             header.system_identifier
         ))),
-        _ => Ok(header.system_identifier),
+        _ => Ok((header.system_identifier, Some(header))),
     }
 }
 
@@ -228,6 +248,40 @@ fn compare(
         checksum,
         outcome: PushOutcome::AlreadyArchived,
     })
+}
+
+/// A history or backup history file must be text, and a history file one PostgreSQL can read:
+/// a damaged one would stop every recovery that needs its timeline.
+fn check_text(file: &File, path: &Path, size: u64, is_history: bool) -> Result<(), String> {
+    // Positional: the file is read again from its start to be stored.
+    let mut bytes = vec![0u8; size as usize];
+    file.read_exact_at(&mut bytes, 0)
+        .map_err(|e| format!("reading {}: {e}", path.display()))?;
+    let text = std::str::from_utf8(&bytes).map_err(|_| "not a text file".to_string())?;
+    if is_history {
+        history::parse_history(text).map_err(|e| format!("not a timeline history file: {e}"))?;
+    }
+    Ok(())
+}
+
+/// What the segment's records say about recovery targets.
+fn summarize(data: &[u8], header: &LongPageHeader) -> WalSummary {
+    let scanned = walscan::summarize_segment(data, header.page_addr, header.block_size as usize);
+    WalSummary {
+        commits: scanned.commits,
+        first_commit_us: scanned.first_commit_time,
+        last_commit_us: scanned.last_commit_time,
+        restore_points: scanned
+            .restore_points
+            .into_iter()
+            .map(|p| RestorePoint {
+                name: p.name,
+                time_us: p.time,
+                lsn: p.lsn.0,
+            })
+            .collect(),
+        end_lsn: scanned.end_of_valid_records.0,
+    }
 }
 
 fn read_whole(file: &File, path: &Path, size: u64) -> Result<Vec<u8>> {

@@ -12,6 +12,8 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use crate::error::{Error, Result};
+use crate::pg::target;
+use crate::pg::wal::Lsn;
 
 /// Where the server starts recovery from and where it stops.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -72,9 +74,6 @@ const TARGET_SETTINGS: [&str; 5] = [
     "recovery_target_time",
     "recovery_target_xid",
 ];
-
-/// recovery_target_name longer than this is rejected by the server (MAXFNAMELEN - 1).
-const MAX_TARGET_NAME: usize = 63;
 
 /// Configures `pgdata` for archive recovery: rewrites postgresql.auto.conf (atomically, keeping
 /// its mode and owner) and creates an empty recovery.signal. Values the server would reject are
@@ -151,26 +150,13 @@ fn validate(settings: &RecoverySettings) -> Result<()> {
             values.push(("recovery target time", time));
         }
         Some(RecoveryTarget::Lsn(lsn)) => {
-            if !is_lsn(lsn) {
-                return Err(Error::usage(format!(
-                    "recovery target LSN {lsn:?} is not of the form X/X (two hexadecimal numbers of up to 8 digits)"
-                )));
-            }
+            lsn.parse::<Lsn>()?;
         }
         Some(RecoveryTarget::Xid(xid)) => {
-            if xid.is_empty() || xid.len() > 20 || !xid.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(Error::usage(format!(
-                    "recovery target xid {xid:?} is not a transaction number"
-                )));
-            }
+            target::parse_target_xid(xid)?;
         }
         Some(RecoveryTarget::Name(name)) => {
-            if name.is_empty() || name.len() > MAX_TARGET_NAME {
-                return Err(Error::usage(format!(
-                    "recovery target name {name:?} must be 1 to {MAX_TARGET_NAME} bytes long"
-                )));
-            }
-            values.push(("recovery target name", name));
+            target::parse_target_name(name)?;
         }
     }
     if let Some(timeline) = &settings.target_timeline {
@@ -191,13 +177,6 @@ fn validate(settings: &RecoverySettings) -> Result<()> {
         }
     }
     Ok(())
-}
-
-fn is_lsn(s: &str) -> bool {
-    let hex = |part: &str| {
-        !part.is_empty() && part.len() <= 8 && part.bytes().all(|b| b.is_ascii_hexdigit())
-    };
-    s.split_once('/').is_some_and(|(hi, lo)| hex(hi) && hex(lo))
 }
 
 /// The new postgresql.auto.conf: `existing` with our settings disabled and our previous block

@@ -79,24 +79,6 @@ pub fn prev_segment_of(lsn: Lsn, segment_size: u64) -> u64 {
     lsn.0.saturating_sub(1) / segment_size
 }
 
-/// The timeline and segment number of a WAL segment file name, or None if `name` is not one
-/// (`XLogFromFileName`, with the check PostgreSQL leaves to the caller: the segment part must be
-/// below the number of segments per log id for this segment size).
-pub fn parse_segment_name(name: &str, segment_size: u64) -> Option<(u32, u64)> {
-    if !is_wal_segment_name(name) {
-        return None;
-    }
-    let field = |range: std::ops::Range<usize>| u32::from_str_radix(&name[range], 16).ok();
-    let timeline = field(0..8)?;
-    let log_id = u64::from(field(8..16)?);
-    let segment = u64::from(field(16..24)?);
-    let per_id = segments_per_log_id(segment_size);
-    if segment >= per_id {
-        return None;
-    }
-    Some((timeline, log_id * per_id + segment))
-}
-
 /// The name of the history file that starts `timeline` (`TLHistoryFileName`), e.g.
 /// `00000002.history`.
 pub fn history_file_name(timeline: u32) -> String {
@@ -111,28 +93,25 @@ pub fn is_wal_segment_name(name: &str) -> bool {
 
 /// Whether `name` has the form of a timeline history file (`IsTLHistoryFileName`).
 pub fn is_history_file_name(name: &str) -> bool {
-    name.len() == 8 + ".history".len()
-        && name.ends_with(".history")
+    name.len() == 8 + HISTORY_SUFFIX.len()
+        && name.ends_with(HISTORY_SUFFIX)
         && name.bytes().take(8).all(is_upper_hex)
 }
 
-/// The kinds of file PostgreSQL hands to `archive_command` (xlog_internal.h's `IsXLogFileName`,
-/// `IsPartialXLogFileName`, `IsTLHistoryFileName`, `IsBackupHistoryFileName`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A file PostgreSQL writes into pg_wal and hands to archive_command, told apart by its name
+/// (the forms of `XLogFileName`, `TLHistoryFileName` and `BackupHistoryFileName` in
+/// xlog_internal.h, and the `.partial` segment a promoted standby or pg_receivewal leaves).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum WalFileName {
-    Segment {
-        timeline: u32,
-        segno: u64,
-    },
-    /// The last, incomplete segment of a timeline that ended on promotion.
-    Partial {
-        timeline: u32,
-        segno: u64,
-    },
-    History {
-        timeline: u32,
-    },
-    /// `<segment>.<offset>.backup`: written when a backup stops.
+    /// `000000010000000100000002`: a whole WAL segment.
+    Segment { timeline: u32, segno: u64 },
+    /// `000000010000000100000002.partial`: the last, incomplete segment of a timeline that
+    /// ended there (the old timeline's segment at a promotion).
+    Partial { timeline: u32, segno: u64 },
+    /// `00000002.history`: the parents of a timeline and where it branched off each.
+    History { timeline: u32 },
+    /// `000000010000000100000002.00000028.backup`: the backup history file pg_backup_stop
+    /// writes; `offset` is the backup's start LSN within the segment.
     BackupHistory {
         timeline: u32,
         segno: u64,
@@ -140,7 +119,40 @@ pub enum WalFileName {
     },
 }
 
+/// The timeline and segment number of a WAL segment file name (not a `.partial` one), or
+/// `None` if `name` is not one for this segment size.
+pub fn parse_segment_name(name: &str, segment_size: u64) -> Option<(u32, u64)> {
+    match parse_wal_file_name(name, segment_size)? {
+        WalFileName::Segment { timeline, segno } => Some((timeline, segno)),
+        _ => None,
+    }
+}
+
 impl WalFileName {
+    /// The file name, as PostgreSQL writes it. For a name [`parse_wal_file_name`] returned,
+    /// with the same segment size, this is the name it was parsed from.
+    pub fn file_name(&self, segment_size: u64) -> String {
+        match *self {
+            WalFileName::Segment { timeline, segno } => segment_name(timeline, segno, segment_size),
+            WalFileName::Partial { timeline, segno } => {
+                format!(
+                    "{}{PARTIAL_SUFFIX}",
+                    segment_name(timeline, segno, segment_size)
+                )
+            }
+            WalFileName::History { timeline } => history_file_name(timeline),
+            WalFileName::BackupHistory {
+                timeline,
+                segno,
+                offset,
+            } => format!(
+                "{}.{offset:08X}{BACKUP_SUFFIX}",
+                segment_name(timeline, segno, segment_size)
+            ),
+        }
+    }
+
+    /// The timeline the file belongs to.
     pub fn timeline(&self) -> u32 {
         match *self {
             WalFileName::Segment { timeline, .. }
@@ -149,52 +161,76 @@ impl WalFileName {
             | WalFileName::BackupHistory { timeline, .. } => timeline,
         }
     }
-
-    pub fn file_name(&self, segment_size: u64) -> String {
-        match *self {
-            WalFileName::Segment { timeline, segno } => segment_name(timeline, segno, segment_size),
-            WalFileName::Partial { timeline, segno } => {
-                format!("{}.partial", segment_name(timeline, segno, segment_size))
-            }
-            WalFileName::History { timeline } => history_file_name(timeline),
-            WalFileName::BackupHistory {
-                timeline,
-                segno,
-                offset,
-            } => format!(
-                "{}.{offset:08X}.backup",
-                segment_name(timeline, segno, segment_size)
-            ),
-        }
-    }
 }
 
-/// What kind of archived file `name` is, or `None` if PostgreSQL would never archive it.
+const PARTIAL_SUFFIX: &str = ".partial";
+const HISTORY_SUFFIX: &str = ".history";
+const BACKUP_SUFFIX: &str = ".backup";
+
+/// What kind of WAL file `name` is, or None if it is none of them or not valid for
+/// `segment_size` (which must itself be valid: [`is_valid_segment_size`]).
+///
+/// The forms are those of `IsXLogFileName`, `IsPartialXLogFileName`, `IsTLHistoryFileName` and
+/// `IsBackupHistoryFileName` (xlog_internal.h): upper-case hex only, as PostgreSQL writes them.
+/// Beyond the form, this also refuses what PostgreSQL never writes: timeline 0, a segment part
+/// (the last 8 digits) not below the segments per log id for this segment size (which
+/// `XLogFromFileName` leaves to its callers), and a backup history offset past the segment.
+/// `IsBackupHistoryFileName` itself only asks for 24 hex digits, something that is not a hex
+/// digit, and `.backup` at the end; the only such names PostgreSQL writes are
+/// `<segment>.<8 hex digits>.backup` (`BackupHistoryFileName`), and that is the form accepted
+/// here, because the offset is part of what the name says.
 pub fn parse_wal_file_name(name: &str, segment_size: u64) -> Option<WalFileName> {
-    let segment = |s: &str| parse_segment_name(s, segment_size).filter(|(tli, _)| *tli != 0);
-    if let Some(base) = name.strip_suffix(".partial") {
-        let (timeline, segno) = segment(base)?;
-        return Some(WalFileName::Partial { timeline, segno });
+    if !is_valid_segment_size(segment_size) {
+        return None;
     }
-    if is_history_file_name(name) {
-        let timeline = u32::from_str_radix(&name[..8], 16).ok()?;
-        return (timeline != 0).then_some(WalFileName::History { timeline });
-    }
-    if let Some(base) = name.strip_suffix(".backup") {
-        let (segment_part, offset) = base.split_once('.')?;
-        if offset.len() != 8 || !offset.bytes().all(is_upper_hex) {
+    let parsed = if let Some(tli) = name.strip_suffix(HISTORY_SUFFIX) {
+        WalFileName::History {
+            timeline: hex_field(tli)?,
+        }
+    } else if let Some(segment) = name.strip_suffix(PARTIAL_SUFFIX) {
+        let (timeline, segno) = segment_field(segment, segment_size)?;
+        WalFileName::Partial { timeline, segno }
+    } else if let Some(rest) = name.strip_suffix(BACKUP_SUFFIX) {
+        let (segment, offset) = rest.split_once('.')?;
+        let (timeline, segno) = segment_field(segment, segment_size)?;
+        let offset = hex_field(offset)?;
+        if u64::from(offset) >= segment_size {
             return None;
         }
-        let (timeline, segno) = segment(segment_part)?;
-        let offset = u32::from_str_radix(offset, 16).ok()?;
-        return Some(WalFileName::BackupHistory {
+        WalFileName::BackupHistory {
             timeline,
             segno,
             offset,
-        });
+        }
+    } else {
+        let (timeline, segno) = segment_field(name, segment_size)?;
+        WalFileName::Segment { timeline, segno }
+    };
+    (parsed.timeline() != 0).then_some(parsed)
+}
+
+/// Exactly 8 upper-case hex digits.
+fn hex_field(text: &str) -> Option<u32> {
+    if text.len() != 8 || !text.bytes().all(is_upper_hex) {
+        return None;
     }
-    let (timeline, segno) = segment(name)?;
-    Some(WalFileName::Segment { timeline, segno })
+    u32::from_str_radix(text, 16).ok()
+}
+
+/// The timeline and segment number of a 24-digit segment name (`XLogFromFileName`), refusing a
+/// segment part past the last segment of a log id.
+fn segment_field(name: &str, segment_size: u64) -> Option<(u32, u64)> {
+    if !is_wal_segment_name(name) {
+        return None;
+    }
+    let timeline = hex_field(&name[0..8])?;
+    let log_id = u64::from(hex_field(&name[8..16])?);
+    let segment = u64::from(hex_field(&name[16..24])?);
+    let per_id = segments_per_log_id(segment_size);
+    if segment >= per_id {
+        return None;
+    }
+    Some((timeline, log_id * per_id + segment))
 }
 
 fn is_upper_hex(b: u8) -> bool {
@@ -210,6 +246,14 @@ mod tests {
 
     fn lsn(text: &str) -> Lsn {
         text.parse().unwrap()
+    }
+
+    /// The timeline and segment number of a segment name, if it is one.
+    fn parse_segment_name(name: &str, segment_size: u64) -> Option<(u32, u64)> {
+        match parse_wal_file_name(name, segment_size)? {
+            WalFileName::Segment { timeline, segno } => Some((timeline, segno)),
+            _ => None,
+        }
     }
 
     #[test]
@@ -335,5 +379,116 @@ mod tests {
         assert!(!is_valid_segment_size(1 << 19));
         assert!(!is_valid_segment_size(2 << 30));
         assert!(!is_valid_segment_size(3 << 20));
+    }
+
+    #[test]
+    fn wal_file_names_of_every_kind() {
+        let cases = [
+            (
+                "000000010000000100000002",
+                WalFileName::Segment {
+                    timeline: 1,
+                    segno: 0x102,
+                },
+            ),
+            (
+                "0000000A00000001000000FF.partial",
+                WalFileName::Partial {
+                    timeline: 10,
+                    segno: 0x1FF,
+                },
+            ),
+            ("0000002A.history", WalFileName::History { timeline: 42 }),
+            (
+                "000000010000000000000002.00000028.backup",
+                WalFileName::BackupHistory {
+                    timeline: 1,
+                    segno: 2,
+                    offset: 0x28,
+                },
+            ),
+        ];
+        for (name, kind) in cases {
+            assert_eq!(parse_wal_file_name(name, MIB_16), Some(kind), "{name}");
+            assert_eq!(kind.file_name(MIB_16), name);
+        }
+    }
+
+    #[test]
+    fn wal_file_names_postgresql_never_writes_are_refused() {
+        for name in [
+            "",
+            "00000000000000010000002",
+            "0000000100000001000000020",
+            "00000001000000010000000a",
+            "000000010000000100000002.PARTIAL",
+            "000000010000000100000002.partial.partial",
+            "00000001000000010000000.partial",
+            "0000001.history",
+            "0000000g.history",
+            "0000000a.history",
+            "00000001.history.tmp",
+            "00000001.backup",
+            "000000010000000100000002.backup",
+            "000000010000000100000002.0000028.backup",
+            "000000010000000100000002.0000002a.backup",
+            "000000010000000100000002.00000028.00000028.backup",
+            "000000010000000100000002.00000028.backup.gz",
+            // Timeline 0 does not exist.
+            "000000000000000100000002",
+            "000000000000000100000002.partial",
+            "00000000.history",
+            "000000000000000100000002.00000028.backup",
+            // Segment part past the 256 segments of a log id at 16 MiB.
+            "000000010000000100000100",
+            "000000010000000100000100.partial",
+            // Offset past the segment.
+            "000000010000000100000002.01000000.backup",
+            "000000010000000100000002 ",
+            "+00000010000000100000002",
+        ] {
+            assert_eq!(parse_wal_file_name(name, MIB_16), None, "{name:?}");
+        }
+        // A valid name with an invalid segment size.
+        assert_eq!(parse_wal_file_name("000000010000000100000002", 0), None);
+        assert_eq!(
+            parse_wal_file_name("000000010000000100000002", 3 << 20),
+            None
+        );
+        // The segment part limit depends on the segment size.
+        assert_eq!(
+            parse_wal_file_name("00000001000000000000003F.partial", MIB_64),
+            Some(WalFileName::Partial {
+                timeline: 1,
+                segno: 63
+            })
+        );
+        assert_eq!(
+            parse_wal_file_name("000000010000000000000040.partial", MIB_64),
+            None
+        );
+    }
+
+    #[test]
+    fn wal_file_names_round_trip_at_every_segment_size() {
+        for size in [1 << 20, MIB_16, MIB_64, 1 << 30] {
+            let per_id = 0x1_0000_0000 / size;
+            for (timeline, segno) in [(1, 0), (7, per_id - 1), (0xFFFF_FFFF, per_id * 0xFFFF_FFFF)]
+            {
+                for kind in [
+                    WalFileName::Segment { timeline, segno },
+                    WalFileName::Partial { timeline, segno },
+                    WalFileName::History { timeline },
+                    WalFileName::BackupHistory {
+                        timeline,
+                        segno,
+                        offset: (size - 1) as u32,
+                    },
+                ] {
+                    let name = kind.file_name(size);
+                    assert_eq!(parse_wal_file_name(&name, size), Some(kind), "{name}");
+                }
+            }
+        }
     }
 }

@@ -160,8 +160,10 @@ fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
 }
 
 /// `tablespace_map` with each tablespace's path replaced by where it is restored. The server
-/// recreates the pg_tblspc links from this file when it starts from a backup.
-fn remap_tablespace_map(map: &[u8], locate: &impl Fn(&[u8]) -> PathBuf) -> Vec<u8> {
+/// recreates the pg_tblspc links from this file when it starts from a backup. Each line is
+/// `<oid> <path>` (the path may hold spaces; only the first space separates); a line without a
+/// space is kept as it is.
+pub fn remap_tablespace_map(map: &[u8], locate: &impl Fn(&[u8]) -> PathBuf) -> Vec<u8> {
     let mut out = Vec::with_capacity(map.len());
     for line in map.split_inclusive(|&b| b == b'\n') {
         let body = line.strip_suffix(b"\n").unwrap_or(line);
