@@ -3,6 +3,7 @@
 
 pub mod get;
 pub mod push;
+pub mod window;
 
 use std::path::{Path, PathBuf};
 
