@@ -124,11 +124,13 @@ fn segment_size_of(
         .unwrap_or(DEFAULT_SEGMENT_SIZE)
 }
 
+/// A snapshot's id, its PostgreSQL part and when it finished (ns).
+type SnapshotOf<'a> = (SnapshotId, &'a PostgresBackup, i64);
+
 /// Windows, runs and gaps for every cluster that has snapshots or archived WAL, by system
 /// identifier and timeline.
 pub fn clusters(snapshots: &[(SnapshotId, Snapshot)], catalogue: &[WalEntry]) -> Vec<ClusterWal> {
-    let mut by_cluster: BTreeMap<u64, (Vec<(SnapshotId, &PostgresBackup, i64)>, Vec<&WalEntry>)> =
-        BTreeMap::new();
+    let mut by_cluster: BTreeMap<u64, (Vec<SnapshotOf>, Vec<&WalEntry>)> = BTreeMap::new();
     for (id, s) in snapshots {
         if let Some(pg) = &s.postgres {
             by_cluster
@@ -159,7 +161,7 @@ pub fn clusters(snapshots: &[(SnapshotId, Snapshot)], catalogue: &[WalEntry]) ->
 fn cluster(
     sysid: u64,
     size: u64,
-    snapshots: &[(SnapshotId, &PostgresBackup, i64)],
+    snapshots: &[SnapshotOf],
     entries: &[&WalEntry],
     archive: &WalIndex,
 ) -> ClusterWal {
