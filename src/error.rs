@@ -33,6 +33,9 @@ pub enum ErrorKind {
     /// The cluster's data failed verification (bad page checksums with
     /// `--fail-on-checksum-error`).
     DataCorruption,
+    /// `backup` wrote a snapshot whose WAL is not all in the repository yet: it restores once
+    /// the archive receives the missing segments.
+    WalMissing,
     /// Stopped by SIGINT or SIGTERM; nothing partial was left behind.
     Interrupted,
     /// A bug: an invariant of pgcairn itself did not hold.
@@ -55,6 +58,7 @@ impl ErrorKind {
             ErrorKind::Local => 13,
             ErrorKind::Database => 14,
             ErrorKind::DataCorruption => 15,
+            ErrorKind::WalMissing => 16,
             ErrorKind::Interrupted => 130,
             ErrorKind::Internal => 70,
         }

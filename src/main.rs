@@ -19,7 +19,8 @@ Quick start:
 Exit codes: 0 success, 1 archive-get: not in the repository, 2 usage, 3 password,
 4 no repository, 5 repository exists, 6 refused, 10 damaged or tampered data, 11 unsupported
 format version, 12 storage error, 13 local error, 14 PostgreSQL (connection, settings,
-privileges), 15 bad page checksums (backup --fail-on-checksum-error), 70 internal error,
+privileges), 15 bad page checksums (backup --fail-on-checksum-error), 16 backup written but its WAL is
+not all in the repository yet, 70 internal error,
 130 interrupted. archive-get adds 150 to every code but 1 and 130, so that the server stops
 recovery on a failure instead of taking it for the end of the archive."
 )]

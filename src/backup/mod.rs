@@ -6,6 +6,9 @@ mod ingest;
 mod reuse;
 mod walk;
 
+use crate::repo::Repository;
+use crate::repo::walcat::WalEntry;
+use std::collections::HashMap;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -30,6 +33,8 @@ use walk::{WalkTotals, Walker, node_from_metadata};
 
 /// How often a running backup reports progress.
 const PROGRESS_PERIOD: Duration = Duration::from_millis(250);
+/// How often the archive is looked at while waiting for the backup's WAL.
+const ARCHIVE_POLL: Duration = Duration::from_millis(200);
 
 /// What to back up and how.
 pub struct BackupRequest<'a> {
@@ -40,6 +45,9 @@ pub struct BackupRequest<'a> {
     pub reread: bool,
     /// Write no snapshot when a page fails its checksum.
     pub fail_on_checksum_error: bool,
+    /// How long to wait, after backup stop, for the archive to receive the backup's WAL;
+    /// zero does not wait (nor does a server with archive_mode off).
+    pub archive_timeout: Duration,
     pub interrupted: &'a AtomicBool,
 }
 
@@ -55,6 +63,9 @@ pub struct BackupReport {
     pub snapshot: Snapshot,
     pub packer: PackerStats,
     pub parent_found: bool,
+    /// Segments of the backup's WAL not in the archive when the wait ended (the snapshot
+    /// carries them if they are not in `wal_missing`).
+    pub unarchived: Vec<String>,
 }
 
 fn path_bytes(p: &Path) -> Vec<u8> {
@@ -226,6 +237,7 @@ pub fn back_up(
         stop,
         start_seg,
         stop_seg,
+        wal,
     } = outcome?;
     let packer_stats = packer_stats?;
     if request.fail_on_checksum_error && !bad_pages.is_empty() {
@@ -274,7 +286,7 @@ pub fn back_up(
             data_checksums: info.data_checksums,
             tablespaces,
             bad_pages,
-            wal_missing: Vec::new(),
+            wal_missing: wal.missing,
         }),
         summary: Summary {
             files: totals.files,
@@ -292,6 +304,7 @@ pub fn back_up(
         snapshot,
         packer: packer_stats,
         parent_found: parent.is_some(),
+        unarchived: wal.unarchived,
     })
 }
 
@@ -303,6 +316,7 @@ struct Walked {
     stop: BackupStop,
     start_seg: u64,
     stop_seg: u64,
+    wal: WalCarried,
 }
 
 /// The data directory and tablespaces, then backup stop, then the WAL the backup needs.
@@ -321,15 +335,33 @@ fn walk_cluster(
     let tablespaces = walk_tablespaces(walker, &info.tablespaces, parent, &mut totals)?;
     set_phase("stopping backup");
     let stop = session.stop()?;
-    set_phase("WAL");
     let start_seg = wal::segment_of(start.start_lsn, info.wal_segment_size);
     let stop_seg = wal::prev_segment_of(stop.stop_lsn, info.wal_segment_size).max(start_seg);
-    let wal_dir = walk_wal(
+    let mut names: Vec<String> = (start_seg..=stop_seg)
+        .map(|seg| wal::segment_name(start.timeline, seg, info.wal_segment_size))
+        .collect();
+    if start.timeline > 1 {
+        names.push(wal::history_file_name(start.timeline));
+    }
+    set_phase("waiting for the archive");
+    let wait = if info.archive_mode == "off" {
+        Duration::ZERO
+    } else {
+        request.archive_timeout
+    };
+    let archived = wait_for_archive(
+        walker.repo,
+        info.system_identifier,
+        &names,
+        wait,
+        request.interrupted,
+    )?;
+    set_phase("WAL");
+    let (wal_dir, wal) = walk_wal(
         walker,
         &request.pgdata,
-        start.timeline,
-        start_seg..=stop_seg,
-        info.wal_segment_size,
+        &names,
+        &archived,
         info.major(),
         &mut totals,
     )?;
@@ -343,6 +375,7 @@ fn walk_cluster(
         stop,
         start_seg,
         stop_seg,
+        wal,
     })
 }
 
@@ -380,21 +413,61 @@ fn walk_tablespaces(
     Ok(out)
 }
 
-/// The snapshot's `pg_wal`: its kept subdirectories (empty) and the WAL segments the backup
-/// needs, read from the server's pg_wal, where the replication slot held them.
+/// Where the snapshot's WAL came from.
+struct WalCarried {
+    /// Not in the archive when the wait ended.
+    unarchived: Vec<String>,
+    /// Neither archived nor still in the server's pg_wal: the snapshot does not carry them.
+    missing: Vec<String>,
+}
+
+/// Waits until the archive has every file in `names` or `timeout` passes; returns the entries
+/// found. The server's own wait (pg_backup_stop's wait_for_archive) is not used: it has no
+/// bound, and a broken archive_command would hang the backup with the slot holding WAL.
+fn wait_for_archive(
+    repo: &Repository,
+    system_identifier: u64,
+    names: &[String],
+    timeout: Duration,
+    interrupted: &AtomicBool,
+) -> Result<HashMap<String, WalEntry>> {
+    let deadline = std::time::Instant::now() + timeout;
+    let mut found = HashMap::new();
+    loop {
+        for name in names {
+            if !found.contains_key(name)
+                && let Some(entry) = repo.load_wal_entry(system_identifier, name)?
+            {
+                found.insert(name.clone(), entry);
+            }
+        }
+        if found.len() == names.len() || std::time::Instant::now() >= deadline {
+            return Ok(found);
+        }
+        if interrupted.load(Ordering::Relaxed) {
+            return Err(Error::new(ErrorKind::Interrupted, "interrupted"));
+        }
+        std::thread::sleep(ARCHIVE_POLL);
+    }
+}
+
+/// The snapshot's `pg_wal`: its kept subdirectories (empty) and the WAL files the backup
+/// needs: the archived copy of each when there is one (nothing to read, and the exact bytes
+/// PostgreSQL archived), else the file in the server's pg_wal, where the replication slot held
+/// it.
 fn walk_wal(
     walker: &Walker,
     pgdata: &Path,
-    timeline: u32,
-    segments: std::ops::RangeInclusive<u64>,
-    segment_size: u64,
+    names: &[String],
+    archived: &HashMap<String, WalEntry>,
     major: u32,
     totals: &mut WalkTotals,
-) -> Result<Node> {
+) -> Result<(Node, WalCarried)> {
     let dir = pgdata.join("pg_wal");
     let stat = |p: &Path| {
         std::fs::metadata(p).map_err(|e| Error::local_io(e, format!("reading {}", p.display())))
     };
+    let dir_meta = stat(&dir)?;
     let mut nodes = Vec::new();
     let mut subdirs = vec![&b"archive_status"[..]];
     if major >= 17 {
@@ -408,57 +481,76 @@ fn walk_wal(
             totals.dirs += 1;
         }
     }
-    let mut names: Vec<String> = segments
-        .map(|seg| wal::segment_name(timeline, seg, segment_size))
-        .collect();
-    if timeline > 1 && dir.join(wal::history_file_name(timeline)).exists() {
-        names.push(wal::history_file_name(timeline));
-    }
-    let files: Vec<Result<Node>> = {
+    let mut carried = WalCarried {
+        unarchived: Vec::new(),
+        missing: Vec::new(),
+    };
+    let files: Vec<(&String, Result<Option<Node>>)> = {
         use rayon::prelude::*;
         names
             .par_iter()
             .map(|name| {
+                if let Some(entry) = archived.get(name) {
+                    return (name, Ok(Some(archived_node(entry, &dir_meta))));
+                }
                 let path = dir.join(name);
-                let missing = || {
-                    Error::new(
-                        ErrorKind::Database,
-                        format!(
-                            "WAL file {name}, which this backup needs, is no longer in {}; \
-                             it was removed before it could be copied",
-                            dir.display()
-                        ),
-                    )
+                let Ok(meta) = std::fs::metadata(&path) else {
+                    return (name, Ok(None));
                 };
-                let meta = std::fs::metadata(&path).map_err(|_| missing())?;
                 let rel = format!("pg_wal/{name}");
-                walker
-                    .file(
-                        &path,
-                        rel.as_bytes(),
-                        name.as_bytes(),
-                        &meta,
-                        FileRole::Wal,
-                        None,
-                    )?
-                    .ok_or_else(missing)
+                let node = walker.file(
+                    &path,
+                    rel.as_bytes(),
+                    name.as_bytes(),
+                    &meta,
+                    FileRole::Wal,
+                    None,
+                );
+                (name, node)
             })
             .collect()
     };
-    for file in files {
-        let node = file?;
+    for (name, file) in files {
+        if !archived.contains_key(name) {
+            carried.unarchived.push(name.clone());
+        }
+        let Some(node) = file? else {
+            // A history file is only there after a promotion; a segment must be somewhere.
+            if !wal::is_history_file_name(name) {
+                carried.missing.push(name.clone());
+            }
+            continue;
+        };
         if let NodeKind::File { size, .. } = &node.kind {
             totals.files += 1;
             totals.logical_bytes += size;
         }
         nodes.push(node);
     }
-    let meta = stat(&dir)?;
+    carried.unarchived.retain(|n| !carried.missing.contains(n));
     let trees = walker.ingest.packer.add_dir(nodes)?;
     totals.dirs += 1;
-    Ok(node_from_metadata(
-        b"pg_wal",
-        &meta,
-        NodeKind::Dir { trees },
+    Ok((
+        node_from_metadata(b"pg_wal", &dir_meta, NodeKind::Dir { trees }),
+        carried,
     ))
+}
+
+/// The node of a WAL file taken from the archive: the server's pg_wal files are private to
+/// its owner, who also owns the directory.
+fn archived_node(entry: &WalEntry, pg_wal: &std::fs::Metadata) -> Node {
+    use std::os::unix::fs::MetadataExt;
+    Node {
+        name: entry.name.as_bytes().to_vec(),
+        mode: 0o600,
+        uid: pg_wal.uid(),
+        gid: pg_wal.gid(),
+        mtime_ns: entry.archived_ns,
+        ctime_ns: entry.archived_ns,
+        inode: 0,
+        kind: NodeKind::File {
+            size: entry.size,
+            content: entry.content.clone(),
+        },
+    }
 }

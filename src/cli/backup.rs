@@ -27,7 +27,9 @@ The backup runs over one session with the non-exclusive backup API (pg_backup_st
 pg_backup_stop; pg_start_backup/pg_stop_backup on 13 and 14). The role needs superuser or
 EXECUTE on those functions; REPLICATION as well lets pgcairn hold the WAL the backup needs
 with a temporary replication slot. The snapshot carries that WAL, so it restores to a
-consistent state on its own.
+consistent state on its own: after backup stop, pgcairn waits (up to --archive-timeout) for
+the server to archive it, and takes the archived copies; files the archive does not have yet
+are read from the server's pg_wal.
 
 Only what changed is stored: files the previous snapshot of this data directory holds
 unchanged (same size, inode, mtime and ctime, settled before it started) are not read, and of
@@ -35,7 +37,9 @@ the files read only chunks not yet in the repository are written. --reread reads
 
 Exit codes: 0 done; 6 --pgdata is not the connected server's; 14 cannot connect or the server
 refuses (wal_level = minimal, missing privileges); 15 bad page checksums with
---fail-on-checksum-error; 130 interrupted (backup mode ended, no snapshot written).")]
+--fail-on-checksum-error; 16 the snapshot was written but some of its WAL is neither archived
+nor in pg_wal (not restorable until the archive has it); 130 interrupted (backup mode ended,
+no snapshot written).")]
 pub struct BackupArgs {
     /// The cluster's data directory [env: PGDATA].
     #[arg(long, env = "PGDATA", value_name = "DIR")]
@@ -62,6 +66,11 @@ pub struct BackupArgs {
     #[arg(long)]
     pub fail_on_checksum_error: bool,
 
+    /// After backup stop, wait up to this long for the archive to receive the backup's WAL
+    /// (when the server archives); 0 does not wait.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    pub archive_timeout: u64,
+
     /// Print the summary as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -80,6 +89,7 @@ pub fn run(global: &GlobalOptions, args: &BackupArgs) -> Result<()> {
         fast: args.fast,
         reread: args.reread,
         fail_on_checksum_error: args.fail_on_checksum_error,
+        archive_timeout: Duration::from_secs(args.archive_timeout),
         interrupted: &interrupted,
     };
     let began = Instant::now();
@@ -118,7 +128,30 @@ pub fn run(global: &GlobalOptions, args: &BackupArgs) -> Result<()> {
         other => other?,
     };
     print_report(&report, began.elapsed(), args.json, global.quiet);
-    Ok(())
+    let pg = report.snapshot.postgres.as_ref();
+    if !report.unarchived.is_empty() {
+        eprintln!(
+            "pgcairn: warning: {} of the backup's WAL files did not reach the archive within \
+             {} s ({}); the snapshot carries them, but point-in-time recovery past it needs \
+             the archive to catch up: check archive_command and pg_stat_archiver",
+            report.unarchived.len(),
+            args.archive_timeout,
+            report.unarchived.join(", ")
+        );
+    }
+    match pg.map(|pg| &pg.wal_missing) {
+        Some(missing) if !missing.is_empty() => Err(Error::new(
+            ErrorKind::WalMissing,
+            format!(
+                "snapshot {} was written but cannot be restored yet: WAL {} was neither \
+                 archived nor still in the server's pg_wal; it becomes restorable when the \
+                 archive receives it (`pgcairn snapshots` shows its state)",
+                report.id.short(),
+                missing.join(", ")
+            ),
+        )),
+        _ => Ok(()),
+    }
 }
 
 fn eta(done: u64, total: u64, elapsed: Duration) -> String {
@@ -170,6 +203,8 @@ fn print_report(report: &BackupReport, elapsed: Duration, json: bool, quiet: boo
                 "found": b.found,
             })).collect::<Vec<_>>(),
             "tags": s.tags,
+            "wal_unarchived": report.unarchived,
+            "wal_missing": pg.wal_missing,
         });
         println!("{value}");
         return;

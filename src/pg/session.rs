@@ -48,6 +48,8 @@ pub struct ServerInfo {
     pub relation_segment_blocks: u32,
     pub data_checksums: bool,
     pub wal_level: String,
+    /// `off`, `on` or `always`: whether finished segments go to archive_command.
+    pub archive_mode: String,
     /// True on a standby.
     pub in_recovery: bool,
     /// The role the session runs as.
@@ -364,6 +366,7 @@ fn server_info(client: &mut Client, version_num: u32) -> Result<ServerInfo> {
     let context = "reading the server's settings";
     let names = [
         "wal_level",
+        "archive_mode",
         "wal_segment_size",
         "block_size",
         "segment_size",
@@ -417,6 +420,7 @@ fn server_info(client: &mut Client, version_num: u32) -> Result<ServerInfo> {
         .map_err(|_| Error::database(format!("unexpected segment_size {relation_segment}")))?;
     let data_checksums = get("data_checksums")?.0 == "on";
     let wal_level = get("wal_level")?.0.clone();
+    let archive_mode = get("archive_mode")?.0.clone();
     let data_directory = settings
         .get("data_directory")
         .map(|(dir, _)| PathBuf::from(dir));
@@ -459,6 +463,7 @@ fn server_info(client: &mut Client, version_num: u32) -> Result<ServerInfo> {
         relation_segment_blocks,
         data_checksums,
         wal_level,
+        archive_mode,
         in_recovery,
         user,
         tablespaces,

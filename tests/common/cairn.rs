@@ -73,6 +73,21 @@ impl Cairn {
         cmd
     }
 
+    /// The postgresql.conf lines that make a cluster archive into this repository, as a DBA
+    /// would write them (pgcairn archive-push with the repository, password file and cache).
+    pub fn archiving_conf(&self) -> Vec<String> {
+        vec![
+            "archive_mode = on".into(),
+            format!(
+                "archive_command = '{} --repo {} --password-file {} --cache-dir {} archive-push %p'",
+                env!("CARGO_BIN_EXE_pgcairn"),
+                self.repo().display(),
+                self.password_file().display(),
+                self.path("cache").display()
+            ),
+        ]
+    }
+
     pub fn run<S: AsRef<std::ffi::OsStr>>(&self, args: &[S]) -> Output {
         let mut cmd = self.command(args);
         cmd.output()
