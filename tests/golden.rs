@@ -17,11 +17,14 @@ use pgcairn::repo::object::{self, SealedObject};
 use pgcairn::repo::pack::{self, BlobType, PackWriter, PackedBlob};
 use pgcairn::repo::snapshot::{BadPage, PostgresBackup, Snapshot, Summary};
 use pgcairn::repo::tree::{ChunkList, ChunkRef, Node, NodeKind, Tree};
+use pgcairn::repo::walcat::{self, RestorePoint, WalEntry, WalSummary};
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 
 const SEED: u64 = 2026;
 const PASSWORD: &[u8] = b"pgcairn golden vector";
+/// `wal/<name>` of the vector's catalogue entry.
+const WAL_ENTRY_NAME: &str = "cd1decc7d11c3004682f8fde0b96fd6c75ec72d9daeb50d62531747c9a918cff";
 
 struct Expected {
     keys: MasterKeys,
@@ -36,6 +39,7 @@ struct Expected {
     pack_id: PackId,
     index: IndexFile,
     snapshot: Snapshot,
+    wal_entry: WalEntry,
 }
 
 fn vectors_dir() -> PathBuf {
@@ -210,6 +214,34 @@ fn build() -> (Vec<(&'static str, Vec<u8>)>, Expected) {
         },
     };
     let snapshot_file = snapshot.seal(&keys.data, &mut rng).unwrap();
+    let wal_entry = WalEntry {
+        system_identifier: 7_301_234_567_890_123_456,
+        name: "000000010000000300000028".into(),
+        size: 16 << 20,
+        checksum: *blake3::hash(b"not really a segment").as_bytes(),
+        content: ChunkList {
+            level: 0,
+            entries: vec![ChunkRef {
+                id: chunk_ids[0],
+                len: 16 << 20,
+            }],
+        },
+        archived_ns: 1_790_000_123_000_000_000,
+        hostname: "vector-host".into(),
+        program_version: "0.1.0".into(),
+        summary: Some(WalSummary {
+            commits: 2,
+            first_commit_us: Some(1_790_000_100_000_000),
+            last_commit_us: Some(1_790_000_120_500_000),
+            restore_points: vec![RestorePoint {
+                name: "before-upgrade".into(),
+                time_us: 1_790_000_110_000_000,
+                lsn: 0x0000_0003_2800_1000,
+            }],
+            end_lsn: 0x0000_0003_2800_2000,
+        }),
+    };
+    let wal_entry_file = wal_entry.seal(&keys.data, &mut rng).unwrap();
     let files = vec![
         ("key.bin", key_file),
         ("config.bin", config_file),
@@ -219,6 +251,7 @@ fn build() -> (Vec<(&'static str, Vec<u8>)>, Expected) {
         ("pack.bin", pack_file),
         ("index.bin", index_file),
         ("snapshot.bin", snapshot_file),
+        ("walentry.bin", wal_entry_file),
     ];
     let expected = Expected {
         keys,
@@ -233,6 +266,7 @@ fn build() -> (Vec<(&'static str, Vec<u8>)>, Expected) {
         pack_id,
         index,
         snapshot,
+        wal_entry,
     };
     (files, expected)
 }
@@ -326,6 +360,19 @@ fn vectors_decode_to_the_expected_values() {
     assert_eq!(
         Snapshot::open(&keys.data, &read("snapshot.bin")).unwrap(),
         want.snapshot
+    );
+    assert_eq!(
+        WalEntry::open(&keys.data, &read("walentry.bin")).unwrap(),
+        want.wal_entry
+    );
+    // The object name of that entry (format-spec/vectors/README.md).
+    assert_eq!(
+        hex::encode(walcat::entry_name(
+            &keys.chunk_id,
+            want.wal_entry.system_identifier,
+            &want.wal_entry.name
+        )),
+        WAL_ENTRY_NAME
     );
 }
 

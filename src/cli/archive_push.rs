@@ -9,7 +9,7 @@ use super::GlobalOptions;
 use crate::archive::{self, push::PushOutcome};
 use crate::error::Result;
 
-/// How stale the index cache of archive-push may be (format-spec §11): a fresher cache
+/// How stale the index cache of archive-push may be (format-spec §13): a fresher cache
 /// deduplicates better; listing the index on every call would cost more than the segment.
 pub const INDEX_MAX_AGE: Duration = Duration::from_secs(300);
 

@@ -509,14 +509,8 @@ impl Repository {
             .collect())
     }
 
-    /// The object name of the catalogue entry for WAL file `name` of cluster
-    /// `system_identifier`: keyed, so storage can neither read nor confirm names.
     fn wal_entry_name(&self, system_identifier: u64, name: &str) -> [u8; 32] {
-        let key = blake3::derive_key("pgcairn 2026-11 WAL catalogue names", &self.keys.chunk_id.0);
-        let mut hasher = blake3::Hasher::new_keyed(&key);
-        hasher.update(&system_identifier.to_le_bytes());
-        hasher.update(name.as_bytes());
-        *hasher.finalize().as_bytes()
+        walcat::entry_name(&self.keys.chunk_id, system_identifier, name)
     }
 
     /// The catalogue entry for WAL file `name` of a cluster, or `None` when storage positively
@@ -576,7 +570,7 @@ impl Repository {
     /// Opens the index cache and brings it in step with storage only if that was last done
     /// more than `max_age` ago. For commands run once per WAL file: listing every index file
     /// each time would cost more than the file. A stale cache only misses blobs stored since
-    /// (stored again, or found by syncing when a read needs them); format-spec §11 bounds how
+    /// (stored again, or found by syncing when a read needs them); format-spec §13 bounds how
     /// stale a writer's cache may be.
     pub fn load_index_synced_within(
         self,

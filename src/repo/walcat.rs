@@ -10,6 +10,18 @@ use serde::{Deserialize, Serialize};
 
 use super::object::{ObjectKind, SealedObject};
 use super::tree::ChunkList;
+use crate::crypto::Key32;
+
+/// The object name of the entry for WAL file `name` of cluster `system_identifier` (format-spec
+/// §15): keyed with a key derived from the chunk-id key, so storage can neither read nor
+/// confirm names.
+pub fn entry_name(chunk_id_key: &Key32, system_identifier: u64, name: &str) -> [u8; 32] {
+    let key = blake3::derive_key("pgcairn 2026-11 WAL catalogue names", &chunk_id_key.0);
+    let mut hasher = blake3::Hasher::new_keyed(&key);
+    hasher.update(&system_identifier.to_le_bytes());
+    hasher.update(name.as_bytes());
+    *hasher.finalize().as_bytes()
+}
 
 /// One archived WAL file: a segment, a `.partial` segment, a timeline history file or a
 /// backup history file.
