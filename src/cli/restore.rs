@@ -410,8 +410,8 @@ fn plan<'a>(
     repo: &IndexedRepository,
     candidates: &[Candidate<'a>],
     archive: &WalIndex,
+    target: Target,
 ) -> Result<Plan<'a>> {
-    let target = Target::of(args)?;
     let named = args.snapshot.as_deref().filter(|s| *s != "latest");
     let (chosen, timelines) = match named {
         Some(prefix) => {
@@ -603,6 +603,8 @@ fn print_preview(plan: &Plan, json: bool) -> Result<()> {
 
 pub fn run(global: &GlobalOptions, args: &RestoreArgs) -> Result<()> {
     let interrupted = super::interrupt::install()?;
+    // A bad target is a usage error before the password is asked for.
+    let target = Target::of(args)?;
     let mut repo = global
         .open_repository()?
         .load_index(global.cache_dir.as_deref())?;
@@ -610,7 +612,7 @@ pub fn run(global: &GlobalOptions, args: &RestoreArgs) -> Result<()> {
     let archive = WalIndex::new(&catalogue);
     let snapshots = repo.load_snapshots()?;
     let candidates = select::candidates(&snapshots);
-    let plan = plan(global, args, &repo, &candidates, &archive)?;
+    let plan = plan(global, args, &repo, &candidates, &archive, target)?;
     if args.preview {
         return print_preview(&plan, args.json);
     }
