@@ -47,6 +47,9 @@ enum Command {
     ArchivePush(cli::archive_push::ArchivePushArgs),
     /// Fetch a WAL file for the server's restore_command (exit 1: not in the repository).
     ArchiveGet(cli::archive_get::ArchiveGetArgs),
+    /// Fill archive-get's prefetch queue (started by archive-get --prefetch).
+    #[command(name = cli::archive_get::FILL_QUEUE_COMMAND, hide = true)]
+    ArchiveGetFillQueue(cli::archive_get::FillQueueArgs),
     /// Manage the passwords (key files) that unlock the repository.
     #[command(
         subcommand,
@@ -82,6 +85,7 @@ fn main() {
         Command::Info(args) => cli::info::run(&global, args),
         Command::ArchivePush(args) => cli::archive_push::run(&global, args),
         Command::ArchiveGet(args) => cli::archive_get::run(&global, args),
+        Command::ArchiveGetFillQueue(args) => cli::archive_get::run_fill_queue(&global, args),
         Command::Key(command) => cli::key::run(&global, command),
         Command::Repair(command) => cli::repair::run(&global, command),
     });

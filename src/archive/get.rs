@@ -44,12 +44,27 @@ pub fn fetch(
     dest: &Path,
     interrupted: &AtomicBool,
 ) -> Result<()> {
-    // The cache may predate the push from another host: learn of new index files first.
+    learn_chunks(repo, entry)?;
+    install(dest, |staged| {
+        write_checked(repo, entry, staged, interrupted)
+    })
+}
+
+/// Makes sure the index cache knows every chunk of `entry`: the cache may predate the push
+/// from another host, so it learns of new index files first.
+pub(super) fn learn_chunks(repo: &mut IndexedRepository, entry: &WalEntry) -> Result<()> {
     if !knows_every_chunk(repo, entry)? {
         repo.sync_cache()?;
     }
+    Ok(())
+}
+
+/// Puts a file at `dest` so that the server never sees it partial: `write` produces it,
+/// complete, checked and durable, under a staging name beside `dest`; it is then renamed into
+/// place and the directory fsynced. On failure the staged file is removed.
+pub(super) fn install(dest: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     let staged = staging_name(dest);
-    let result = write_checked(repo, entry, &staged, interrupted).and_then(|()| {
+    let result = write(&staged).and_then(|()| {
         fs::rename(&staged, dest).map_err(Error::io_at("renaming into place", dest))?;
         sync_dir_of(dest)
     });
@@ -73,7 +88,8 @@ fn knows_every_chunk(repo: &IndexedRepository, entry: &WalEntry) -> Result<bool>
     })
 }
 
-fn write_checked(
+/// Writes the archived file to `path` (durably) and checks it is the archived file.
+pub(super) fn write_checked(
     repo: &IndexedRepository,
     entry: &WalEntry,
     path: &Path,
@@ -94,18 +110,7 @@ fn write_checked(
     };
     crate::restore::restore_file(repo, &node, path, interrupted)?;
     // Every chunk was checked against its id; this checks they are the right chunks.
-    let mut hasher = blake3::Hasher::new();
-    let file = File::open(path).map_err(Error::io_at("reading back", path))?;
-    let len = file
-        .metadata()
-        .map_err(Error::io_at("reading back", path))?
-        .size();
-    std::io::copy(
-        &mut std::io::BufReader::with_capacity(1 << 20, file),
-        &mut hasher,
-    )
-    .map_err(Error::io_at("reading back", path))?;
-    if len != entry.size || *hasher.finalize().as_bytes() != entry.checksum {
+    if !matches_entry(path, entry)? {
         return Err(Error::integrity(format!(
             "{}: the archived chunks do not reassemble to the archived file (BLAKE3 {})",
             entry.name,
@@ -113,6 +118,26 @@ fn write_checked(
         )));
     }
     Ok(())
+}
+
+/// Whether the file at `path` has the size and BLAKE3 checksum of the archived file.
+pub(super) fn matches_entry(path: &Path, entry: &WalEntry) -> Result<bool> {
+    let file = File::open(path).map_err(Error::io_at("reading back", path))?;
+    let len = file
+        .metadata()
+        .map_err(Error::io_at("reading back", path))?
+        .size();
+    // Hashing a file of the wrong size is wasted work.
+    if len != entry.size {
+        return Ok(false);
+    }
+    let mut hasher = blake3::Hasher::new();
+    std::io::copy(
+        &mut std::io::BufReader::with_capacity(1 << 20, file),
+        &mut hasher,
+    )
+    .map_err(Error::io_at("reading back", path))?;
+    Ok(*hasher.finalize().as_bytes() == entry.checksum)
 }
 
 /// A name beside `dest`, so the final rename stays within one filesystem.

@@ -2,6 +2,7 @@
 //! the WAL catalogue, `archive-get` serves them back to `restore_command`.
 
 pub mod get;
+pub mod prefetch;
 pub mod push;
 pub mod window;
 

@@ -28,7 +28,8 @@ pub struct GlobalOptions {
     )]
     pub password_file: Option<PathBuf>,
 
-    /// TOML file with the same settings (repo, password_file, cache_dir, key_cache).
+    /// TOML file with the same settings (repo, password_file, cache_dir, key_cache), and
+    /// archive_get_prefetch (archive-get --prefetch).
     #[arg(long, global = true, env = "PGCAIRN_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
 
@@ -48,6 +49,10 @@ pub struct GlobalOptions {
     /// Only errors.
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
+
+    /// `archive_get_prefetch` from the config file: archive-get's --prefetch when not given.
+    #[arg(skip)]
+    pub archive_get_prefetch: Option<u32>,
 }
 
 /// The settings a config file may hold.
@@ -58,6 +63,7 @@ struct ConfigFile {
     password_file: Option<PathBuf>,
     cache_dir: Option<PathBuf>,
     key_cache: Option<bool>,
+    archive_get_prefetch: Option<u32>,
 }
 
 impl GlobalOptions {
@@ -77,7 +83,32 @@ impl GlobalOptions {
             .or(file.password_file.map(|p| base.join(p)));
         self.cache_dir = self.cache_dir.or(file.cache_dir.map(|p| base.join(p)));
         self.no_key_cache |= file.key_cache == Some(false);
+        self.archive_get_prefetch = file.archive_get_prefetch;
         Ok(self)
+    }
+
+    /// Command-line arguments that give another pgcairn process these options as resolved
+    /// (for archive-get's prefetch worker). The config file was read already; its settings
+    /// are passed on as arguments, which win over the environment the process inherits.
+    pub fn to_args(&self) -> Vec<std::ffi::OsString> {
+        let mut args: Vec<std::ffi::OsString> = Vec::new();
+        if let Some(repo) = &self.repo {
+            args.extend(["--repo".into(), repo.into()]);
+        }
+        if let Some(path) = &self.password_file {
+            args.extend(["--password-file".into(), path.into()]);
+        }
+        if let Some(dir) = &self.cache_dir {
+            args.extend(["--cache-dir".into(), dir.into()]);
+        }
+        if self.no_key_cache {
+            args.push("--no-key-cache".into());
+        }
+        args.extend((0..self.verbose).map(|_| "--verbose".into()));
+        if self.quiet {
+            args.push("--quiet".into());
+        }
+        args
     }
 
     pub fn storage(&self) -> Result<Storage> {
@@ -107,5 +138,41 @@ impl GlobalOptions {
             Repository::open_with_key_cache(storage, &key_cache, password)?
         };
         repo.load_index_synced_within(self.cache_dir.as_deref(), max_age)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{FromArgMatches, Parser};
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        global: GlobalOptions,
+    }
+
+    #[test]
+    fn options_survive_being_passed_on_as_arguments() {
+        let options = GlobalOptions {
+            repo: Some("/backup/with space".into()),
+            password_file: Some("pass".into()),
+            cache_dir: Some("/var/cache/x".into()),
+            no_key_cache: true,
+            verbose: 2,
+            ..GlobalOptions::default()
+        };
+        let mut args = vec![std::ffi::OsString::from("pgcairn")];
+        args.extend(options.to_args());
+        let matches = <Cli as clap::CommandFactory>::command().get_matches_from(args);
+        let parsed = GlobalOptions::from_arg_matches(&matches).unwrap();
+        assert_eq!(format!("{parsed:?}"), format!("{options:?}"));
+    }
+
+    #[test]
+    fn config_file_takes_the_prefetch_depth_and_still_refuses_unknown_keys() {
+        let file: ConfigFile = toml::from_str("archive_get_prefetch = 4").unwrap();
+        assert_eq!(file.archive_get_prefetch, Some(4));
+        assert!(toml::from_str::<ConfigFile>("archive_get_prefetsh = 4").is_err());
     }
 }
