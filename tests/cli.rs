@@ -344,3 +344,50 @@ fn every_command_has_help_with_an_example() {
     let top = env.run_ok(&["--help"]);
     assert!(top.contains("Exit codes"), "{top}");
 }
+
+#[test]
+fn restore_target_flags_are_checked_before_anything_is_opened() {
+    let env = Env::new();
+    env.init();
+    let pass = env.path("pass");
+    let pass = pass.to_str().unwrap();
+    let target = env.path("restored");
+    let target = target.to_str().unwrap();
+    let usage = [
+        // Two targets.
+        vec!["--target-lsn", "0/1", "--target-immediate"],
+        vec![
+            "--target-time",
+            "2026-01-01 00:00:00+00",
+            "--target-xid",
+            "1234",
+        ],
+        // An action with no target.
+        vec!["--target-action", "promote"],
+        // Not a timeline.
+        vec!["--target-timeline", "newest"],
+        vec!["--target-timeline", "0"],
+        // Not an LSN.
+        vec!["--target-lsn", "5000060"],
+        // --json belongs to --preview.
+        vec!["--json"],
+    ];
+    for extra in usage {
+        let mut args = vec!["restore", "--password-file", pass, "--pgdata", target];
+        args.extend(&extra);
+        let out = env.run(&args);
+        assert_eq!(code(&out), 2, "{extra:?}: {}", stderr(&out));
+    }
+    // A well-formed target in an empty repository: no snapshot to restore, still nothing made.
+    let out = env.run(&[
+        "restore",
+        "--password-file",
+        pass,
+        "--preview",
+        "--target-lsn",
+        "0/5000060",
+    ]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains("no snapshots"), "{}", stderr(&out));
+    assert!(!Path::new(target).exists());
+}

@@ -4,6 +4,7 @@
 pub mod get;
 pub mod prefetch;
 pub mod push;
+pub mod window;
 
 use std::path::{Path, PathBuf};
 

@@ -6,9 +6,11 @@ use clap::Args;
 
 use super::GlobalOptions;
 use super::format;
+use crate::archive::window::{self, ClusterWal, Point, Window};
 use crate::clock::format_utc;
 use crate::error::Result;
 use crate::repo::pack::BlobType;
+use crate::restore::select::format_time_us;
 
 #[derive(Args, Debug, Clone)]
 #[command(after_help = "\
@@ -17,7 +19,13 @@ Example:
   pgcairn info --json | jq .dedup_ratio
 
 Logical size is what the snapshots would take as plain copies; unique is after
-deduplication; stored is after compression and encryption (the packs on storage).")]
+deduplication; stored is after compression and encryption (the packs on storage).
+
+Per cluster and timeline: the archived WAL segments, the gaps between them, and the
+recoverable window: from the oldest restorable snapshot's consistency point (stop LSN, finish
+time) to the end of the WAL that follows it without a gap (the last valid record's LSN and the
+last commit time found in it; a time marked ~ is when the last segment was archived, for
+segments whose commits are unknown). A gap ends a window; a snapshot after it starts another.")]
 pub struct InfoArgs {
     /// One JSON object on stdout.
     #[arg(long)]
@@ -36,10 +44,15 @@ struct ClusterSummary {
 }
 
 pub fn run(global: &GlobalOptions, args: &InfoArgs) -> Result<()> {
-    let repo = global
+    let mut repo = global
         .open_repository()?
         .load_index(global.cache_dir.as_deref())?;
+    let catalogue = repo.wal_catalogue()?;
     let snapshots = repo.load_snapshots()?;
+    let wal: BTreeMap<u64, ClusterWal> = window::clusters(&snapshots, &catalogue)
+        .into_iter()
+        .map(|c| (c.system_identifier, c))
+        .collect();
     let (data, trees, lists, packs) = repo.with_cache(|c| -> Result<_> {
         Ok((
             c.blob_totals(BlobType::Data)?,
@@ -96,7 +109,15 @@ pub fn run(global: &GlobalOptions, args: &InfoArgs) -> Result<()> {
                 "wal": c.wal.iter().map(|(tli, (a, b))| serde_json::json!({
                     "timeline": tli, "first": a, "last": b,
                 })).collect::<Vec<_>>(),
+                "timelines": wal.get(sysid).map(wal_json),
             })).collect::<Vec<_>>(),
+            "archives_without_snapshots": wal.values()
+                .filter(|w| !clusters.contains_key(&w.system_identifier))
+                .map(|w| serde_json::json!({
+                    "system_identifier": w.system_identifier.to_string(),
+                    "timelines": wal_json(w),
+                }))
+                .collect::<Vec<_>>(),
         });
         println!("{value}");
         return Ok(());
@@ -142,8 +163,111 @@ pub fn run(global: &GlobalOptions, args: &InfoArgs) -> Result<()> {
         for (tli, (a, b)) in &c.wal {
             println!("  timeline {tli}: WAL carried by snapshots {a} .. {b}");
         }
+        if let Some(w) = wal.get(sysid) {
+            for line in wal_lines(w) {
+                println!("{line}");
+            }
+        }
+    }
+    for w in wal
+        .values()
+        .filter(|w| !clusters.contains_key(&w.system_identifier))
+    {
+        println!(
+            "cluster {} (no snapshots): archived WAL",
+            w.system_identifier
+        );
+        for line in wal_lines(w) {
+            println!("{line}");
+        }
     }
     Ok(())
+}
+
+/// `0/5000100 at 2026-11-21 12:00:00 UTC` (with `~` before an approximate time).
+fn point_text(point: &Point) -> String {
+    format!(
+        "{} at {}{}",
+        point.lsn,
+        if point.approximate { "~" } else { "" },
+        format_time_us(point.time_us)
+    )
+}
+
+/// The lines `info` and `snapshots` print for a cluster's WAL: per timeline, the archived
+/// segments, the gaps between them and the recoverable windows.
+pub(super) fn wal_lines(cluster: &ClusterWal) -> Vec<String> {
+    let mut lines = Vec::new();
+    for tl in &cluster.timelines {
+        let archived = match (&tl.first_segment, &tl.last_segment) {
+            (Some(a), Some(b)) => format!("{} segments archived, {a} .. {b}", tl.segments),
+            _ => "no segments archived".to_string(),
+        };
+        lines.push(format!("  timeline {}: {archived}", tl.timeline));
+        for gap in &tl.gaps {
+            lines.push(format!(
+                "    gap: {} .. {} ({} segments missing)",
+                gap.first_missing, gap.last_missing, gap.segments
+            ));
+        }
+        if tl.windows.is_empty() {
+            lines.push("    recoverable: nothing (no restorable snapshot on this timeline)".into());
+        }
+        for w in &tl.windows {
+            lines.push(format!(
+                "    recoverable: {} .. {} (from snapshot {}, WAL to {})",
+                point_text(&w.earliest),
+                point_text(&w.latest),
+                w.snapshot.short(),
+                w.last_segment
+            ));
+        }
+    }
+    lines
+}
+
+fn point_json(point: &Point) -> serde_json::Value {
+    serde_json::json!({
+        "lsn": point.lsn.to_string(),
+        "time": format_time_us(point.time_us),
+        "time_us": point.time_us,
+        "time_approximate": point.approximate,
+    })
+}
+
+/// A recoverable window for `--json`.
+pub(super) fn window_json(w: &Window) -> serde_json::Value {
+    serde_json::json!({
+        "snapshot": w.snapshot.to_hex(),
+        "earliest": point_json(&w.earliest),
+        "latest": point_json(&w.latest),
+        "last_segment": w.last_segment,
+    })
+}
+
+/// A cluster's WAL for `--json`: per timeline, segments, runs, gaps and windows.
+pub(super) fn wal_json(cluster: &ClusterWal) -> serde_json::Value {
+    serde_json::Value::Array(
+        cluster
+            .timelines
+            .iter()
+            .map(|tl| {
+                serde_json::json!({
+                    "timeline": tl.timeline,
+                    "segments": tl.segments,
+                    "first_segment": tl.first_segment,
+                    "last_segment": tl.last_segment,
+                    "runs": tl.runs.iter().map(|(a, b)| serde_json::json!({"first": a, "last": b})).collect::<Vec<_>>(),
+                    "gaps": tl.gaps.iter().map(|g| serde_json::json!({
+                        "first_missing": g.first_missing,
+                        "last_missing": g.last_missing,
+                        "segments": g.segments,
+                    })).collect::<Vec<_>>(),
+                    "windows": tl.windows.iter().map(window_json).collect::<Vec<_>>(),
+                })
+            })
+            .collect(),
+    )
 }
 
 fn ratio(a: u64, b: u64) -> f64 {

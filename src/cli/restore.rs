@@ -5,22 +5,52 @@ use std::sync::Mutex;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use clap::{Args, ValueEnum};
+use clap::{ArgGroup, Args, ValueEnum};
 
 use super::GlobalOptions;
 use super::format;
 use super::progress::Progress;
-use crate::error::{Error, Result};
-use crate::pg::recovery::{RecoverySettings, RecoveryTarget, TargetAction, restore_command_arg};
-use crate::pg::wal::Lsn;
+use crate::archive::window::WalIndex;
+use crate::clock::format_utc;
+use crate::error::{Context, Error, ErrorKind, Result};
+use crate::pg::recovery::{
+    self, RecoverySettings, RecoveryTarget, TargetAction, restore_command_arg,
+};
+use crate::pg::wal::{self, Lsn};
+use crate::repo::IndexedRepository;
+use crate::repo::pack::BlobType;
+use crate::repo::snapshot::PostgresBackup;
+use crate::restore::select::{self, Aim, Candidate, WalEnd, WalPlan};
 use crate::restore::{self, RestoreRequest};
 
 #[derive(Args, Debug, Clone)]
-#[command(after_help = "\
+#[command(
+    group(ArgGroup::new("target").multiple(false).args([
+        "target_time", "target_lsn", "target_xid", "target_name", "target_immediate",
+    ])),
+    after_help = "\
 Examples:
-  pgcairn restore latest --pgdata /var/lib/postgresql/15/restored
+  pgcairn restore --pgdata /var/lib/postgresql/15/restored
+  pgcairn restore --pgdata /srv/pg --target-time '2026-11-21 12:00:00+00' --target-action promote
+  pgcairn restore --preview --target-lsn 0/5000060 --json
   pgcairn restore 3c44142e --pgdata /srv/pg --target-immediate --target-action promote
+  pgcairn restore --pgdata /srv/pg --target-name 'before upgrade' --system-id 7301234567890123456
   pgcairn restore latest --pgdata /srv/pg --delta --tablespace-map /mnt/ts1=/srv/ts1
+
+Which snapshot: without SNAPSHOT (or with `latest`), a time or LSN target picks the newest
+snapshot consistent at or before the target (its stop LSN, the time it finished); any other
+target, or none, picks the newest snapshot. Only restorable snapshots count (every WAL segment
+the snapshot needs is in the snapshot or the archive; `pgcairn snapshots` shows which are), and
+only those on the history of the target timeline. A repository holding several clusters needs
+--system-id. A SNAPSHOT named with a time or LSN target earlier than its consistency point is
+refused: recovery cannot stop before a snapshot is consistent.
+
+At most one target; without one, recovery replays all archived WAL. --target-time takes a
+time with an offset or zone (without one, this machine's local time) and is written in UTC, so
+the server's timezone setting cannot change its meaning.
+
+--preview prints the plan (snapshot, WAL to replay and whether the archive has all of it,
+bytes to fetch, the recovery settings as they would be written) and changes nothing.
 
 The directory (and each tablespace directory) must be missing or empty, unless --delta is
 given: then files whose chunks already match are left alone, others rewritten, and anything
@@ -33,16 +63,25 @@ postgresql.auto.conf a restore_command that calls this pgcairn with the same --r
 --archive-mode preserve to keep archiving, e.g. when replacing the primary itself).
 pg_control is written last and everything is fsynced before restore reports success.
 
-Exit codes: 0 done; 4 no repository; 6 the target is not empty (without --delta) or a server
-runs in it; 10 damaged data in the repository; 13 local I/O error; 130 interrupted.")]
+Exit codes: 0 done (or previewed); 2 usage (bad target, several clusters and no --system-id);
+4 no repository; 6 refused: the target is before the snapshot's consistency point (or before
+every snapshot's), the snapshot's WAL is not all archived, no snapshot is on the target
+timeline's history, the directory is not empty (without --delta) or a server runs in it;
+10 damaged data in the repository; 13 local I/O error; 130 interrupted."
+)]
 pub struct RestoreArgs {
-    /// Snapshot id (or a unique prefix of it), or `latest`.
-    #[arg(default_value = "latest", value_name = "SNAPSHOT|latest")]
-    pub snapshot: String,
+    /// Snapshot id (or a unique prefix of it); `latest` or nothing: chosen by the target.
+    #[arg(value_name = "SNAPSHOT|latest")]
+    pub snapshot: Option<String>,
 
     /// Data directory to restore into [env: PGDATA].
-    #[arg(long, env = "PGDATA", value_name = "DIR")]
-    pub pgdata: PathBuf,
+    #[arg(
+        long,
+        env = "PGDATA",
+        value_name = "DIR",
+        required_unless_present = "preview"
+    )]
+    pub pgdata: Option<PathBuf>,
 
     /// Reuse an existing data directory: rewrite only what differs.
     #[arg(long)]
@@ -52,13 +91,46 @@ pub struct RestoreArgs {
     #[arg(long = "tablespace-map", value_name = "OLD=NEW", value_parser = parse_mapping)]
     pub tablespace_map: Vec<(PathBuf, PathBuf)>,
 
-    /// Stop recovery as soon as the snapshot is consistent.
+    /// Stop at this time (recovery_target_time), e.g. '2026-11-21 12:00:00+00'.
+    #[arg(long, value_name = "TIME")]
+    pub target_time: Option<String>,
+
+    /// Stop at this WAL position (recovery_target_lsn), e.g. 0/5000060.
+    #[arg(long, value_name = "LSN")]
+    pub target_lsn: Option<String>,
+
+    /// Stop at this transaction (recovery_target_xid).
+    #[arg(long, value_name = "XID")]
+    pub target_xid: Option<String>,
+
+    /// Stop at this restore point, made by pg_create_restore_point (recovery_target_name).
+    #[arg(long, value_name = "NAME")]
+    pub target_name: Option<String>,
+
+    /// Stop as soon as the snapshot is consistent.
     #[arg(long)]
     pub target_immediate: bool,
 
     /// What the server does at the recovery target [default: pause, PostgreSQL's default].
-    #[arg(long, value_enum, requires = "target_immediate")]
+    #[arg(long, value_enum, requires = "target")]
     pub target_action: Option<Action>,
+
+    /// Timeline to recover into: a number, `latest` (the newest in the archive; PostgreSQL's
+    /// default) or `current` (the snapshot's).
+    #[arg(long, value_name = "TLI|latest|current", value_parser = parse_timeline)]
+    pub target_timeline: Option<String>,
+
+    /// The cluster to restore, when the repository holds snapshots of several.
+    #[arg(long, value_name = "ID")]
+    pub system_id: Option<u64>,
+
+    /// Print the plan and change nothing.
+    #[arg(long)]
+    pub preview: bool,
+
+    /// With --preview: the plan as one JSON object.
+    #[arg(long, requires = "preview")]
+    pub json: bool,
 
     /// Whether the restored server keeps archive_mode.
     #[arg(long, value_enum, default_value_t = ArchiveMode::Off)]
@@ -129,19 +201,425 @@ fn restore_command(global: &GlobalOptions, system_identifier: u64) -> Result<Str
     Ok(words.join(" "))
 }
 
+/// `--target-timeline`: what `recovery_target_timeline` accepts.
+fn parse_timeline(text: &str) -> std::result::Result<String, String> {
+    let number = !text.is_empty()
+        && text.bytes().all(|b| b.is_ascii_digit())
+        && text.parse::<u32>().is_ok_and(|t| t >= 1);
+    if number || text == "latest" || text == "current" {
+        Ok(text.to_string())
+    } else {
+        Err(format!(
+            "expected a timeline number, \"latest\" or \"current\", got {text:?}"
+        ))
+    }
+}
+
+/// The recovery target of the command line, in the three forms restore needs.
+struct Target {
+    /// What is written for the server.
+    recovery: Option<RecoveryTarget>,
+    /// What the snapshot's consistency point must not be after.
+    aim: Aim,
+    /// Where replay is expected to end.
+    end: WalEnd,
+}
+
+impl Target {
+    fn of(args: &RestoreArgs) -> Result<Target> {
+        let target = |recovery, aim, end| Target {
+            recovery: Some(recovery),
+            aim,
+            end,
+        };
+        Ok(if let Some(text) = &args.target_time {
+            let time = parse_target_time(text)?;
+            target(
+                RecoveryTarget::Time(time.text),
+                Aim::Time(time.unix_micros),
+                WalEnd::Time(time.unix_micros),
+            )
+        } else if let Some(text) = &args.target_lsn {
+            let lsn: Lsn = text.parse()?;
+            target(
+                RecoveryTarget::Lsn(lsn.to_string()),
+                Aim::Lsn(lsn),
+                WalEnd::Lsn(lsn),
+            )
+        } else if let Some(text) = &args.target_xid {
+            target(
+                RecoveryTarget::Xid(parse_target_xid(text)?),
+                Aim::Newest,
+                WalEnd::EndOfArchive,
+            )
+        } else if let Some(text) = &args.target_name {
+            let name = parse_target_name(text)?;
+            target(
+                RecoveryTarget::Name(name.clone()),
+                Aim::Newest,
+                WalEnd::RestorePoint(name),
+            )
+        } else if args.target_immediate {
+            target(RecoveryTarget::Immediate, Aim::Newest, WalEnd::Consistency)
+        } else {
+            Target {
+                recovery: None,
+                aim: Aim::Newest,
+                end: WalEnd::EndOfArchive,
+            }
+        })
+    }
+}
+
+// TEMPORARY, until crate::pg::target is merged from main: these three go, and the calls above
+// use pg::target's parsers.
+fn parse_target_time(text: &str) -> Result<TemporaryTargetTime> {
+    let _ = text;
+    Err(Error::usage(
+        "--target-time needs pg::target (not merged yet)",
+    ))
+}
+struct TemporaryTargetTime {
+    unix_micros: i64,
+    text: String,
+}
+fn parse_target_xid(text: &str) -> Result<String> {
+    Ok(text.to_string())
+}
+fn parse_target_name(text: &str) -> Result<String> {
+    Ok(text.to_string())
+}
+
+/// The timeline recovery heads for and its history: which snapshots can reach it, and from
+/// which timeline each segment is read.
+struct TimelinePath {
+    /// None: `current`, each snapshot's own timeline.
+    target: Option<u32>,
+    /// The target timeline's history file, parsed; empty for timeline 1.
+    history: Vec<HistoryEntry>,
+}
+
+impl TimelinePath {
+    /// The timeline `--target-timeline` names for cluster `system_id` (default `latest`, as on
+    /// PostgreSQL 12 and later), with its history from the archive.
+    fn resolve(
+        repo: &IndexedRepository,
+        archive: &WalIndex,
+        candidates: &[Candidate],
+        system_id: u64,
+        requested: Option<&str>,
+    ) -> Result<TimelinePath> {
+        let target = match requested {
+            Some("current") => {
+                return Ok(TimelinePath {
+                    target: None,
+                    history: Vec::new(),
+                });
+            }
+            // The server's findNewestTimeLine: up from the known timelines while the archive
+            // has the next one's history file.
+            None | Some("latest") => {
+                let mut newest = candidates
+                    .iter()
+                    .filter(|c| c.pg.system_identifier == system_id)
+                    .map(|c| c.pg.timeline)
+                    .max()
+                    .unwrap_or(1);
+                while archive.contains(system_id, &wal::history_file_name(newest + 1)) {
+                    newest += 1;
+                }
+                newest
+            }
+            Some(number) => number
+                .parse()
+                .map_err(|_| Error::usage(format!("invalid timeline {number:?}")))?,
+        };
+        let history = if target == 1 {
+            Vec::new()
+        } else {
+            let name = wal::history_file_name(target);
+            let entry = archive.get(system_id, &name).ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Refused,
+                    format!(
+                        "timeline {target} has no history file ({name}) in the archive of cluster \
+                         {system_id}; the server could not recover into it"
+                    ),
+                )
+            })?;
+            let mut text = Vec::new();
+            for chunk in repo.data_chunks(&entry.content)? {
+                text.extend(repo.read_blob(BlobType::Data, &chunk.id)?);
+            }
+            let text = String::from_utf8(text)
+                .map_err(|_| Error::integrity(format!("{name} in the archive is not text")))?;
+            parse_history(&text).with_context(|| format!("{name} in the archive"))?
+        };
+        Ok(TimelinePath {
+            target: Some(target),
+            history,
+        })
+    }
+
+    /// Whether recovery from this snapshot can head for the target timeline.
+    fn reaches(&self, pg: &PostgresBackup) -> bool {
+        match self.target {
+            None => true,
+            Some(t) => is_on_history(&self.history, t, pg.timeline, Lsn(pg.stop_lsn)),
+        }
+    }
+
+    /// The timeline segment `segno` is read from, recovering `pg` into the target
+    /// (XLogFileReadAnyTLI: the newest timeline of the history that began by the segment's
+    /// end).
+    fn timeline_of(&self, pg: &PostgresBackup, segno: u64) -> u32 {
+        match self.target {
+            None => pg.timeline,
+            Some(t) => {
+                let last_byte = (segno + 1) * pg.wal_segment_size - 1;
+                timeline_at(&self.history, t, Lsn(last_byte))
+            }
+        }
+    }
+}
+
+// TEMPORARY, until crate::pg::history is merged from main.
+struct HistoryEntry;
+fn parse_history(text: &str) -> Result<Vec<HistoryEntry>> {
+    let _ = text;
+    Ok(Vec::new())
+}
+fn is_on_history(_: &[HistoryEntry], target: u32, timeline: u32, _: Lsn) -> bool {
+    target == timeline
+}
+fn timeline_at(_: &[HistoryEntry], target: u32, _: Lsn) -> u32 {
+    target
+}
+
+/// What a restore will do, computed before anything is written.
+struct Plan<'a> {
+    chosen: Candidate<'a>,
+    wal: WalPlan,
+    recovery: RecoverySettings,
+    end: WalEnd,
+}
+
+fn plan<'a>(
+    global: &GlobalOptions,
+    args: &RestoreArgs,
+    repo: &IndexedRepository,
+    candidates: &[Candidate<'a>],
+    archive: &WalIndex,
+    target: Target,
+) -> Result<Plan<'a>> {
+    let named = args.snapshot.as_deref().filter(|s| *s != "latest");
+    let (chosen, timelines) = match named {
+        Some(prefix) => {
+            let id = repo.find_snapshot(prefix)?;
+            let chosen = *candidates.iter().find(|c| c.id == id).ok_or_else(|| {
+                Error::usage(format!(
+                    "snapshot {} is not of a PostgreSQL cluster; nothing to restore",
+                    id.short()
+                ))
+            })?;
+            let sysid = chosen.pg.system_identifier;
+            if args.system_id.is_some_and(|given| given != sysid) {
+                return Err(Error::usage(format!(
+                    "snapshot {} is of cluster {sysid}, not of the --system-id given",
+                    id.short()
+                )));
+            }
+            let timelines = TimelinePath::resolve(
+                repo,
+                archive,
+                candidates,
+                sysid,
+                args.target_timeline.as_deref(),
+            )?;
+            select::check_chosen(&chosen, target.aim, archive)?;
+            if !timelines.reaches(chosen.pg) {
+                return Err(Error::new(
+                    ErrorKind::Refused,
+                    format!(
+                        "snapshot {} (timeline {}, consistent at {}) is not on the history of \
+                         timeline {}; choose a snapshot of that timeline or give \
+                         --target-timeline current",
+                        id.short(),
+                        chosen.pg.timeline,
+                        Lsn(chosen.pg.stop_lsn),
+                        timelines.target.unwrap_or(chosen.pg.timeline)
+                    ),
+                ));
+            }
+            (chosen, timelines)
+        }
+        None => {
+            let sysid = select::cluster_to_restore(candidates, args.system_id)?;
+            let timelines = TimelinePath::resolve(
+                repo,
+                archive,
+                candidates,
+                sysid,
+                args.target_timeline.as_deref(),
+            )?;
+            let chosen = select::choose(candidates, sysid, target.aim, archive, &|pg| {
+                timelines.reaches(pg)
+            })?;
+            (chosen, timelines)
+        }
+    };
+    let wal = select::wal_plan(chosen.pg, &target.end, archive, &|segno| {
+        timelines.timeline_of(chosen.pg, segno)
+    });
+    let recovery = RecoverySettings {
+        restore_command: restore_command(global, chosen.pg.system_identifier)?,
+        target: target.recovery,
+        target_action: args.target_action.map(|a| match a {
+            Action::Pause => TargetAction::Pause,
+            Action::Promote => TargetAction::Promote,
+            Action::Shutdown => TargetAction::Shutdown,
+        }),
+        target_timeline: args.target_timeline.clone(),
+        archive_mode_off: args.archive_mode == ArchiveMode::Off,
+    };
+    Ok(Plan {
+        chosen,
+        wal,
+        recovery,
+        end: target.end,
+    })
+}
+
+/// Where the plan expects replay to end, in words.
+fn describe_end(plan: &Plan) -> String {
+    let last = plan.wal.last().unwrap_or("?");
+    match (&plan.end, plan.wal.target_found) {
+        (WalEnd::Consistency, _) => "at the snapshot's consistency point".to_string(),
+        (WalEnd::Lsn(l), _) => format!("at LSN {l}, in {last}"),
+        (WalEnd::Time(t), true) => format!(
+            "at {} (the first commit after it is in {last})",
+            select::format_time_us(*t)
+        ),
+        (WalEnd::Time(t), false) => format!(
+            "at {}; no archived commit after it was found, so replay runs to the end of the \
+             WAL ({last}) and may not reach it",
+            select::format_time_us(*t)
+        ),
+        (WalEnd::RestorePoint(n), true) => format!("at restore point {n:?}, in {last}"),
+        (WalEnd::RestorePoint(n), false) => format!(
+            "at restore point {n:?}, not found in the archived WAL's scans: replay runs to the \
+             end of the WAL ({last}) and may not reach it"
+        ),
+        (WalEnd::EndOfArchive, _) => format!("at the end of the contiguous WAL, {last}"),
+    }
+}
+
+fn print_preview(plan: &Plan, json: bool) -> Result<()> {
+    let settings = recovery::settings_lines(&plan.recovery)?;
+    let pg = plan.chosen.pg;
+    let snapshot = plan.chosen.snapshot;
+    let logical = snapshot.summary.logical_bytes;
+    let in_snapshot_only = plan
+        .wal
+        .segments
+        .iter()
+        .filter(|s| s.archived.is_none() && s.in_snapshot)
+        .count();
+    if json {
+        let value = serde_json::json!({
+            "snapshot": {
+                "id": plan.chosen.id.to_hex(),
+                "time": format_utc(snapshot.started_ns / 1_000_000_000),
+                "finished": select::format_time_us(snapshot.finished_ns / 1000),
+                "system_identifier": pg.system_identifier.to_string(),
+                "timeline": pg.timeline,
+                "start_lsn": Lsn(pg.start_lsn).to_string(),
+                "stop_lsn": Lsn(pg.stop_lsn).to_string(),
+            },
+            "wal": {
+                "first": plan.wal.first(),
+                "last": plan.wal.last(),
+                "segments": plan.wal.segments.len(),
+                "archived_segments": plan.wal.segments.iter().filter(|s| s.archived.is_some()).count(),
+                "in_snapshot_only": in_snapshot_only,
+                "missing": plan.wal.missing,
+                "complete": plan.wal.missing.is_empty(),
+                "target_found": plan.wal.target_found,
+                "ends": describe_end(plan),
+            },
+            "bytes": {
+                "snapshot": logical,
+                "wal": plan.wal.archived_bytes,
+                "total": logical + plan.wal.archived_bytes,
+            },
+            "recovery_settings": settings,
+        });
+        println!("{value}");
+        return Ok(());
+    }
+    println!("restore plan (preview; nothing was changed)");
+    println!(
+        "  snapshot  {} taken {} UTC, cluster {}, timeline {}, LSN {} .. {} (consistent at {}, \
+         finished {})",
+        plan.chosen.id.short(),
+        format_utc(snapshot.started_ns / 1_000_000_000),
+        pg.system_identifier,
+        pg.timeline,
+        Lsn(pg.start_lsn),
+        Lsn(pg.stop_lsn),
+        Lsn(pg.stop_lsn),
+        select::format_time_us(snapshot.finished_ns / 1000)
+    );
+    println!(
+        "  WAL       {} .. {}: {} segments, {} archived ({}), {} only in the snapshot",
+        plan.wal.first().unwrap_or("-"),
+        plan.wal.last().unwrap_or("-"),
+        plan.wal.segments.len(),
+        plan.wal.segments.len() - plan.wal.missing.len() - in_snapshot_only,
+        format::bytes(plan.wal.archived_bytes),
+        in_snapshot_only
+    );
+    if plan.wal.missing.is_empty() {
+        println!("            every segment of the range is available");
+    } else {
+        println!(
+            "            MISSING from the archive (recovery stops at the first): {}",
+            plan.wal.missing.join(", ")
+        );
+    }
+    println!("  stops     {}", describe_end(plan));
+    println!(
+        "  fetch     {} (snapshot {} + archived WAL {})",
+        format::bytes(logical + plan.wal.archived_bytes),
+        format::bytes(logical),
+        format::bytes(plan.wal.archived_bytes)
+    );
+    println!("  settings  (appended to postgresql.auto.conf, with recovery.signal)");
+    for line in settings {
+        println!("    {line}");
+    }
+    Ok(())
+}
+
 pub fn run(global: &GlobalOptions, args: &RestoreArgs) -> Result<()> {
     let interrupted = super::interrupt::install()?;
-    let repo = global
+    // A bad target is a usage error before the password is asked for.
+    let target = Target::of(args)?;
+    let mut repo = global
         .open_repository()?
         .load_index(global.cache_dir.as_deref())?;
-    let (id, snapshot) = if args.snapshot == "latest" {
-        repo.load_snapshots()?
-            .pop()
-            .ok_or_else(|| Error::usage("the repository has no snapshots yet"))?
-    } else {
-        let id = repo.find_snapshot(&args.snapshot)?;
-        (id, repo.load_snapshot(&id)?)
+    let catalogue = repo.wal_catalogue()?;
+    let archive = WalIndex::new(&catalogue);
+    let snapshots = repo.load_snapshots()?;
+    let candidates = select::candidates(&snapshots);
+    let plan = plan(global, args, &repo, &candidates, &archive, target)?;
+    if args.preview {
+        return print_preview(&plan, args.json);
+    }
+    let Some(pgdata) = &args.pgdata else {
+        return Err(Error::usage("--pgdata is required (or PGDATA)"));
     };
+    let (id, snapshot) = (plan.chosen.id, plan.chosen.snapshot);
     if global.password_file.is_none() && std::env::var_os("PGCAIRN_PASSWORD").is_some() {
         eprintln!(
             "pgcairn: note: the password came from PGCAIRN_PASSWORD; the server's \
@@ -149,32 +627,23 @@ pub fn run(global: &GlobalOptions, args: &RestoreArgs) -> Result<()> {
              --password-file so the command carries the file's path)"
         );
     }
+    if !plan.wal.missing.is_empty() && !global.quiet {
+        eprintln!(
+            "pgcairn: warning: WAL the recovery needs is not in the archive: {}; recovery will \
+             stop at the first missing segment",
+            plan.wal.missing.join(", ")
+        );
+    }
     let request = RestoreRequest {
-        pgdata: absolute(&args.pgdata)?,
+        pgdata: absolute(pgdata)?,
         delta: args.delta,
         tablespace_map: args.tablespace_map.clone(),
-        recovery: RecoverySettings {
-            restore_command: restore_command(
-                global,
-                snapshot
-                    .postgres
-                    .as_ref()
-                    .map_or(0, |pg| pg.system_identifier),
-            )?,
-            target: args.target_immediate.then_some(RecoveryTarget::Immediate),
-            target_action: args.target_action.map(|a| match a {
-                Action::Pause => TargetAction::Pause,
-                Action::Promote => TargetAction::Promote,
-                Action::Shutdown => TargetAction::Shutdown,
-            }),
-            target_timeline: None,
-            archive_mode_off: args.archive_mode == ArchiveMode::Off,
-        },
+        recovery: plan.recovery.clone(),
         interrupted: &interrupted,
     };
     let began = Instant::now();
     let progress = Mutex::new(Progress::new(global.quiet));
-    let report = restore::restore(&repo, &snapshot, &request, &|p| {
+    let report = restore::restore(&repo, snapshot, &request, &|p| {
         let written = p.counters.bytes_written.load(Ordering::Relaxed)
             + p.counters.bytes_kept.load(Ordering::Relaxed);
         let files = p.counters.files_done.load(Ordering::Relaxed);
@@ -211,14 +680,10 @@ pub fn run(global: &GlobalOptions, args: &RestoreArgs) -> Result<()> {
         );
         if let Some(pg) = pg {
             println!(
-                "  recovery replays WAL from {} to at least {} (consistent there){}",
+                "  recovery replays WAL from {} (consistent at {}) and stops {}",
                 Lsn(pg.start_lsn),
                 Lsn(pg.stop_lsn),
-                if args.target_immediate {
-                    " and stops"
-                } else {
-                    ", then to the end of the archive"
-                }
+                describe_end(&plan)
             );
         }
         println!("  start the server to begin recovery");

@@ -4,9 +4,11 @@ use clap::Args;
 
 use super::GlobalOptions;
 use super::format;
+use crate::archive::window::{self, WalIndex};
 use crate::clock::format_utc;
 use crate::error::Result;
 use crate::pg::wal::Lsn;
+use crate::repo::snapshot::Snapshot;
 
 #[derive(Args, Debug, Clone)]
 #[command(after_help = "\
@@ -14,7 +16,14 @@ Example:
   pgcairn snapshots
   pgcairn snapshots --json | jq -r '.[-1].id'
 
-ADDED is what the backup stored after deduplication and compression: the cost of keeping it.")]
+ADDED is what the backup stored after deduplication and compression: the cost of keeping it.
+STATUS is ok when the snapshot is restorable: every WAL segment from its start to its stop is
+in the snapshot or in the archive; else it names the missing segments, and restore refuses
+the snapshot until they are archived. --json says the same with `restorable` and
+`wal_missing` (`wal_not_in_snapshot`: what the backup could not take itself).
+
+After the table, per cluster and timeline: archived WAL, gaps, and the recoverable windows
+(see `pgcairn info --help`).")]
 pub struct SnapshotsArgs {
     /// One JSON array on stdout.
     #[arg(long)]
@@ -22,8 +31,33 @@ pub struct SnapshotsArgs {
 }
 
 pub fn run(global: &GlobalOptions, args: &SnapshotsArgs) -> Result<()> {
-    let repo = global.open_repository()?;
+    let mut repo = global
+        .open_repository()?
+        .load_index(global.cache_dir.as_deref())?;
+    let catalogue = repo.wal_catalogue()?;
+    let archive = WalIndex::new(&catalogue);
     let snapshots = repo.load_snapshots()?;
+    // Segments a snapshot needs that neither it nor the archive has: not restorable.
+    let missing = |s: &Snapshot| -> Vec<String> {
+        s.postgres
+            .as_ref()
+            .map(|pg| window::missing_wal(pg, &archive))
+            .unwrap_or_default()
+    };
+    let clusters = window::clusters(&snapshots, &catalogue);
+    // The recoverable window a snapshot lies in: on its timeline, from its cluster.
+    let window_of = |s: &Snapshot| -> Option<&window::Window> {
+        let pg = s.postgres.as_ref()?;
+        clusters
+            .iter()
+            .find(|c| c.system_identifier == pg.system_identifier)?
+            .timelines
+            .iter()
+            .find(|t| t.timeline == pg.timeline)?
+            .windows
+            .iter()
+            .find(|w| (w.earliest.lsn..=w.latest.lsn).contains(&Lsn(pg.stop_lsn)))
+    };
     if args.json {
         let list: Vec<serde_json::Value> = snapshots
             .iter()
@@ -46,12 +80,17 @@ pub fn run(global: &GlobalOptions, args: &SnapshotsArgs) -> Result<()> {
                     "start_wal": pg.map(|p| p.start_wal.clone()),
                     "stop_wal": pg.map(|p| p.stop_wal.clone()),
                     "bad_pages": pg.map(|p| p.bad_pages.len()),
+                    "restorable": pg.is_some() && missing(s).is_empty(),
+                    "wal_missing": missing(s),
+                    "wal_not_in_snapshot": pg.map(|p| p.wal_missing.clone()),
+                    "window": window_of(s).map(super::info::window_json),
                     "files": s.summary.files,
                     "logical_bytes": s.summary.logical_bytes,
                     "added_bytes": s.summary.new_stored_bytes,
                 })
             })
             .collect();
+        // Windows go to `info --json`; `snapshots --json` stays an array (scripts index it).
         println!("{}", serde_json::Value::Array(list));
         return Ok(());
     }
@@ -62,8 +101,8 @@ pub fn run(global: &GlobalOptions, args: &SnapshotsArgs) -> Result<()> {
         return Ok(());
     }
     println!(
-        "{:<8}  {:<19}  {:>7}  {:<20}  {:>3}  {:<23}  {:>9}  {:>9}  tags",
-        "ID", "TIME (UTC)", "PG", "SYSTEM ID", "TLI", "LSN START..STOP", "SIZE", "ADDED"
+        "{:<8}  {:<19}  {:>7}  {:<20}  {:>3}  {:<23}  {:>9}  {:>9}  {:<6}  tags",
+        "ID", "TIME (UTC)", "PG", "SYSTEM ID", "TLI", "LSN START..STOP", "SIZE", "ADDED", "STATUS"
     );
     for (id, s) in &snapshots {
         let (version, sysid, tli, lsns) = match &s.postgres {
@@ -79,8 +118,17 @@ pub fn run(global: &GlobalOptions, args: &SnapshotsArgs) -> Result<()> {
             ),
             None => Default::default(),
         };
+        let missing = missing(s);
+        let status = match (&s.postgres, missing.first()) {
+            (None, _) => "-".to_string(),
+            (Some(_), None) => "ok".to_string(),
+            (Some(_), Some(first)) if missing.len() == 1 => format!("missing WAL {first}"),
+            (Some(_), Some(first)) => {
+                format!("missing WAL {first} (+{} more)", missing.len() - 1)
+            }
+        };
         println!(
-            "{:<8}  {:<19}  {:>7}  {:<20}  {:>3}  {:<23}  {:>9}  {:>9}  {}",
+            "{:<8}  {:<19}  {:>7}  {:<20}  {:>3}  {:<23}  {:>9}  {:>9}  {:<6}  {}",
             id.short(),
             format_utc(s.started_ns / 1_000_000_000),
             version,
@@ -89,8 +137,16 @@ pub fn run(global: &GlobalOptions, args: &SnapshotsArgs) -> Result<()> {
             lsns,
             format::bytes(s.summary.logical_bytes),
             format::bytes(s.summary.new_stored_bytes),
+            status,
             s.tags.join(",")
         );
+    }
+    for cluster in &clusters {
+        println!();
+        println!("cluster {}:", cluster.system_identifier);
+        for line in super::info::wal_lines(cluster) {
+            println!("{line}");
+        }
     }
     Ok(())
 }

@@ -116,6 +116,18 @@ pub fn write_recovery_config(pgdata: &Path, settings: &RecoverySettings) -> Resu
     sync_dir(pgdata)
 }
 
+/// The settings [`write_recovery_config`] would append to postgresql.auto.conf, one line each,
+/// exactly as written (without the timestamped header line), after the same checks. For
+/// `restore --preview`.
+pub fn settings_lines(settings: &RecoverySettings) -> Result<Vec<String>> {
+    validate(settings)?;
+    Ok(block(settings, "")
+        .lines()
+        .skip(1)
+        .map(str::to_string)
+        .collect())
+}
+
 /// Quotes `arg` as one word for POSIX sh: left bare when it holds only characters the shell
 /// gives no meaning to, else single-quoted with each `'` written as `'\''`.
 pub fn shell_quote(arg: &str) -> String {
@@ -442,6 +454,15 @@ mod tests {
                 .collect();
             assert_eq!(set, [line]);
         }
+    }
+
+    #[test]
+    fn preview_lines_are_the_block_without_its_header() {
+        let s = settings(Some(RecoveryTarget::Lsn("0/3000060".into())));
+        let lines = settings_lines(&s).unwrap();
+        let block = render_str("", &s);
+        assert_eq!(lines.join("\n") + "\n", block.split_once('\n').unwrap().1);
+        assert!(settings_lines(&settings(Some(RecoveryTarget::Lsn("x".into())))).is_err());
     }
 
     #[test]

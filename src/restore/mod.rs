@@ -5,6 +5,7 @@
 //! as if it were complete.
 
 mod plan;
+pub mod select;
 mod write;
 
 use std::collections::HashSet;

@@ -1,0 +1,537 @@
+//! What the archive can recover to: per cluster and timeline, the WAL segments the catalogue
+//! holds, their contiguous runs and the gaps between them, and the recoverable windows (from a
+//! restorable snapshot's consistency point to the end of the WAL that follows it without a
+//! gap). Pure functions over snapshots and catalogue entries, so they are tested without a
+//! server or a repository.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use crate::pg::wal::{self, Lsn, WalFileName};
+use crate::repo::id::SnapshotId;
+use crate::repo::snapshot::{PostgresBackup, Snapshot};
+use crate::repo::walcat::WalEntry;
+
+/// The segment size assumed for a cluster that has neither snapshots nor a full segment in the
+/// catalogue to tell it: PostgreSQL's default.
+const DEFAULT_SEGMENT_SIZE: u64 = 16 << 20;
+
+/// The catalogue entries by cluster and file name.
+pub struct WalIndex<'a> {
+    entries: HashMap<(u64, &'a str), &'a WalEntry>,
+}
+
+impl<'a> WalIndex<'a> {
+    pub fn new(catalogue: &'a [WalEntry]) -> WalIndex<'a> {
+        WalIndex {
+            entries: catalogue
+                .iter()
+                .map(|e| ((e.system_identifier, e.name.as_str()), e))
+                .collect(),
+        }
+    }
+
+    pub fn get(&self, system_identifier: u64, name: &str) -> Option<&'a WalEntry> {
+        self.entries.get(&(system_identifier, name)).copied()
+    }
+
+    pub fn contains(&self, system_identifier: u64, name: &str) -> bool {
+        self.entries.contains_key(&(system_identifier, name))
+    }
+}
+
+/// The segments a snapshot does not carry and the archive does not hold either: until they
+/// are archived, the snapshot cannot reach consistency. Empty: the snapshot is restorable.
+pub fn missing_wal(pg: &PostgresBackup, archive: &WalIndex) -> Vec<String> {
+    pg.wal_missing
+        .iter()
+        .filter(|name| !archive.contains(pg.system_identifier, name))
+        .cloned()
+        .collect()
+}
+
+/// A stretch of segment numbers the catalogue lacks, between two it holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Gap {
+    pub first_missing: String,
+    pub last_missing: String,
+    pub segments: u64,
+}
+
+/// A point recovery can stop at: a WAL position and a time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Point {
+    pub lsn: Lsn,
+    /// Microseconds since the Unix epoch.
+    pub time_us: i64,
+    /// The time is when a file was archived or a backup finished, not a commit's own time.
+    pub approximate: bool,
+}
+
+/// One stretch of time and WAL that recovery can reach from restorable snapshots on a timeline.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Window {
+    /// The oldest snapshot the window starts from.
+    pub snapshot: SnapshotId,
+    /// That snapshot's consistency point: its stop LSN and finish time.
+    pub earliest: Point,
+    /// The end of the WAL that follows without a gap: the last valid record of the last
+    /// segment (its end when the segment was not scanned), and the last commit time there.
+    pub latest: Point,
+    /// The last segment of the run.
+    pub last_segment: String,
+}
+
+/// One timeline of one cluster.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TimelineWal {
+    pub timeline: u32,
+    /// Segments of this timeline in the catalogue.
+    pub segments: usize,
+    pub first_segment: Option<String>,
+    pub last_segment: Option<String>,
+    /// Contiguous runs of archived segments: (first, last) names.
+    pub runs: Vec<(String, String)>,
+    pub gaps: Vec<Gap>,
+    /// Oldest first; several when gaps split what the snapshots can reach.
+    pub windows: Vec<Window>,
+}
+
+/// One cluster (system identifier).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterWal {
+    pub system_identifier: u64,
+    pub segment_size: u64,
+    pub timelines: Vec<TimelineWal>,
+}
+
+/// The segment size of a cluster: from its snapshots, else from a full archived segment.
+fn segment_size_of(
+    system_identifier: u64,
+    snapshots: &[&PostgresBackup],
+    catalogue: &[&WalEntry],
+) -> u64 {
+    snapshots
+        .iter()
+        .map(|pg| pg.wal_segment_size)
+        .chain(
+            catalogue
+                .iter()
+                .filter(|e| e.system_identifier == system_identifier)
+                .filter(|e| wal::is_wal_segment_name(&e.name))
+                .map(|e| e.size),
+        )
+        .find(|size| wal::is_valid_segment_size(*size))
+        .unwrap_or(DEFAULT_SEGMENT_SIZE)
+}
+
+/// A snapshot's id, its PostgreSQL part and when it finished (ns).
+type SnapshotOf<'a> = (SnapshotId, &'a PostgresBackup, i64);
+
+/// Windows, runs and gaps for every cluster that has snapshots or archived WAL, by system
+/// identifier and timeline.
+pub fn clusters(snapshots: &[(SnapshotId, Snapshot)], catalogue: &[WalEntry]) -> Vec<ClusterWal> {
+    let mut by_cluster: BTreeMap<u64, (Vec<SnapshotOf>, Vec<&WalEntry>)> = BTreeMap::new();
+    for (id, s) in snapshots {
+        if let Some(pg) = &s.postgres {
+            by_cluster
+                .entry(pg.system_identifier)
+                .or_default()
+                .0
+                .push((*id, pg, s.finished_ns));
+        }
+    }
+    for entry in catalogue {
+        by_cluster
+            .entry(entry.system_identifier)
+            .or_default()
+            .1
+            .push(entry);
+    }
+    let archive = WalIndex::new(catalogue);
+    by_cluster
+        .into_iter()
+        .map(|(sysid, (snaps, entries))| {
+            let pgs: Vec<&PostgresBackup> = snaps.iter().map(|(_, pg, _)| *pg).collect();
+            let size = segment_size_of(sysid, &pgs, &entries);
+            cluster(sysid, size, &snaps, &entries, &archive)
+        })
+        .collect()
+}
+
+fn cluster(
+    sysid: u64,
+    size: u64,
+    snapshots: &[SnapshotOf],
+    entries: &[&WalEntry],
+    archive: &WalIndex,
+) -> ClusterWal {
+    let mut segments: BTreeMap<u32, BTreeSet<u64>> = BTreeMap::new();
+    for entry in entries {
+        if let Some(WalFileName::Segment { timeline, segno }) =
+            wal::parse_wal_file_name(&entry.name, size)
+        {
+            segments.entry(timeline).or_default().insert(segno);
+        }
+    }
+    for (_, pg, _) in snapshots {
+        segments.entry(pg.timeline).or_default();
+    }
+    let timelines = segments
+        .into_iter()
+        .map(|(timeline, archived)| {
+            let runs = runs_of(&archived);
+            let name = |segno: u64| wal::segment_name(timeline, segno, size);
+            let gaps = runs
+                .windows(2)
+                .map(|pair| Gap {
+                    first_missing: name(pair[0].1 + 1),
+                    last_missing: name(pair[1].0 - 1),
+                    segments: pair[1].0 - pair[0].1 - 1,
+                })
+                .collect();
+            let mut on_timeline: Vec<_> = snapshots
+                .iter()
+                .filter(|(_, pg, _)| pg.timeline == timeline)
+                .filter(|(_, pg, _)| missing_wal(pg, archive).is_empty())
+                .collect();
+            on_timeline.sort_by_key(|(_, pg, _)| pg.stop_lsn);
+            let mut windows: Vec<Window> = Vec::new();
+            for (id, pg, finished_ns) in on_timeline {
+                let window = window_from(*id, pg, *finished_ns, &archived, archive);
+                match windows.last_mut() {
+                    // A later snapshot inside a window only confirms it, or carries it further
+                    // when it ends after the run (its own pg_wal bridges a gap).
+                    Some(last) if window.earliest.lsn <= last.latest.lsn => {
+                        if window.latest.lsn > last.latest.lsn {
+                            last.latest = window.latest;
+                            last.last_segment = window.last_segment;
+                        }
+                    }
+                    _ => windows.push(window),
+                }
+            }
+            TimelineWal {
+                timeline,
+                segments: archived.len(),
+                first_segment: archived.first().map(|s| name(*s)),
+                last_segment: archived.last().map(|s| name(*s)),
+                runs: runs.iter().map(|(a, b)| (name(*a), name(*b))).collect(),
+                gaps,
+                windows,
+            }
+        })
+        .collect();
+    ClusterWal {
+        system_identifier: sysid,
+        segment_size: size,
+        timelines,
+    }
+}
+
+/// Contiguous runs of segment numbers: (first, last).
+fn runs_of(segnos: &BTreeSet<u64>) -> Vec<(u64, u64)> {
+    let mut runs: Vec<(u64, u64)> = Vec::new();
+    for &s in segnos {
+        match runs.last_mut() {
+            Some(run) if run.1 + 1 == s => run.1 = s,
+            _ => runs.push((s, s)),
+        }
+    }
+    runs
+}
+
+/// The window one restorable snapshot opens: its own WAL (start through stop segment, what it
+/// does not carry being archived), then archived segments for as long as none is missing.
+fn window_from(
+    id: SnapshotId,
+    pg: &PostgresBackup,
+    finished_ns: i64,
+    archived: &BTreeSet<u64>,
+    archive: &WalIndex,
+) -> Window {
+    let size = pg.wal_segment_size;
+    let start = wal::segment_of(Lsn(pg.start_lsn), size);
+    let stop = wal::prev_segment_of(Lsn(pg.stop_lsn), size).max(start);
+    let mut last = stop;
+    while archived.contains(&(last + 1)) {
+        last += 1;
+    }
+    let entry = |segno: u64| {
+        archive.get(
+            pg.system_identifier,
+            &wal::segment_name(pg.timeline, segno, size),
+        )
+    };
+    let earliest = Point {
+        lsn: Lsn(pg.stop_lsn),
+        time_us: finished_ns / 1000,
+        approximate: false,
+    };
+    let latest_lsn = match entry(last) {
+        Some(e) => e
+            .summary
+            .as_ref()
+            .map_or(Lsn((last + 1) * size), |s| Lsn(s.end_lsn)),
+        // The snapshot's own copy of its stop segment: valid only as far as its stop LSN is
+        // known to be.
+        None => earliest.lsn,
+    }
+    .max(earliest.lsn);
+    let last_commit = (start..=last)
+        .rev()
+        .filter_map(entry)
+        .find_map(|e| e.summary.as_ref().and_then(|s| s.last_commit_us));
+    let latest_time = match (last_commit, entry(last)) {
+        (Some(us), _) if us >= earliest.time_us => (us, false),
+        (_, Some(e)) if last > stop => (e.archived_ns / 1000, true),
+        _ => (earliest.time_us, false),
+    };
+    Window {
+        snapshot: id,
+        earliest: earliest.clone(),
+        latest: Point {
+            lsn: latest_lsn,
+            time_us: latest_time.0.max(earliest.time_us),
+            approximate: latest_time.1,
+        },
+        last_segment: wal::segment_name(pg.timeline, last, size),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::repo::snapshot::Summary;
+    use crate::repo::tree::ChunkList;
+    use crate::repo::walcat::WalSummary;
+
+    pub const SYSID: u64 = 7_300_000_000_000_000_001;
+    pub const SEG: u64 = 16 << 20;
+
+    /// A snapshot of SYSID on `timeline` from segment `start` to `stop` (LSNs 0x28 into them),
+    /// finished at `finished_s` seconds.
+    pub fn snapshot(
+        n: u8,
+        timeline: u32,
+        start: u64,
+        stop: u64,
+        finished_s: i64,
+    ) -> (SnapshotId, Snapshot) {
+        let pg = PostgresBackup {
+            server_version_num: 150_008,
+            system_identifier: SYSID,
+            pgdata: b"/pg".to_vec(),
+            timeline,
+            start_lsn: start * SEG + 0x28,
+            stop_lsn: stop * SEG + 0x100,
+            start_wal: wal::segment_name(timeline, start, SEG),
+            stop_wal: wal::segment_name(timeline, stop, SEG),
+            wal_segment_size: SEG,
+            backup_label: Vec::new(),
+            tablespace_map: None,
+            data_checksums: true,
+            tablespaces: Vec::new(),
+            bad_pages: Vec::new(),
+            wal_missing: Vec::new(),
+        };
+        (
+            SnapshotId([n; 32]),
+            Snapshot {
+                program_version: "test".into(),
+                started_ns: (finished_s - 10) * 1_000_000_000,
+                finished_ns: finished_s * 1_000_000_000,
+                hostname: "db".into(),
+                tags: Vec::new(),
+                parent: None,
+                root: Vec::new(),
+                postgres: Some(pg),
+                summary: Summary {
+                    logical_bytes: 1000,
+                    ..Summary::default()
+                },
+            },
+        )
+    }
+
+    /// An archived segment; with `last_commit_s`, a scanned one whose last commit was then.
+    pub fn segment(timeline: u32, segno: u64, last_commit_s: Option<i64>) -> WalEntry {
+        let name = wal::segment_name(timeline, segno, SEG);
+        entry(
+            &name,
+            SEG,
+            last_commit_s.map(|s| WalSummary {
+                commits: 1,
+                first_commit_us: Some(s * 1_000_000),
+                last_commit_us: Some(s * 1_000_000),
+                restore_points: Vec::new(),
+                end_lsn: segno * SEG + 0x800,
+            }),
+        )
+    }
+
+    pub fn entry(name: &str, size: u64, summary: Option<WalSummary>) -> WalEntry {
+        WalEntry {
+            system_identifier: SYSID,
+            name: name.to_string(),
+            size,
+            checksum: [0; 32],
+            content: ChunkList {
+                level: 0,
+                entries: Vec::new(),
+            },
+            archived_ns: 5_000 * 1_000_000_000,
+            hostname: "db".into(),
+            program_version: "test".into(),
+            summary,
+        }
+    }
+
+    #[test]
+    fn runs_gaps_and_windows() {
+        struct Case {
+            what: &'static str,
+            snapshots: Vec<(SnapshotId, Snapshot)>,
+            segments: Vec<WalEntry>,
+            runs: Vec<(u64, u64)>,
+            gaps: Vec<(u64, u64)>,
+            /// (snapshot, earliest lsn, latest lsn, latest time s, approximate)
+            windows: Vec<(u8, u64, u64, i64, bool)>,
+        }
+        let cases = [
+            Case {
+                what: "one snapshot, archive runs on, last segment scanned",
+                snapshots: vec![snapshot(1, 1, 2, 3, 100)],
+                segments: (2..=6)
+                    .map(|s| segment(1, s, Some(100 + s as i64)))
+                    .collect(),
+                runs: vec![(2, 6)],
+                gaps: vec![],
+                windows: vec![(1, 3 * SEG + 0x100, 6 * SEG + 0x800, 106, false)],
+            },
+            Case {
+                what: "a gap after the snapshot ends its window; a second snapshot past it opens another",
+                snapshots: vec![snapshot(1, 1, 2, 3, 100), snapshot(2, 1, 8, 8, 200)],
+                segments: [2, 3, 4, 8, 9]
+                    .iter()
+                    .map(|s| segment(1, *s, None))
+                    .collect(),
+                runs: vec![(2, 4), (8, 9)],
+                gaps: vec![(5, 7)],
+                windows: vec![
+                    (1, 3 * SEG + 0x100, 5 * SEG, 5_000, true),
+                    (2, 8 * SEG + 0x100, 10 * SEG, 5_000, true),
+                ],
+            },
+            Case {
+                what: "nothing archived: the window is the snapshot's consistency point",
+                snapshots: vec![snapshot(1, 1, 2, 2, 100)],
+                segments: vec![],
+                runs: vec![],
+                gaps: vec![],
+                windows: vec![(1, 2 * SEG + 0x100, 2 * SEG + 0x100, 100, false)],
+            },
+            Case {
+                what: "two snapshots in one run make one window",
+                snapshots: vec![snapshot(1, 1, 2, 2, 100), snapshot(2, 1, 4, 4, 150)],
+                segments: (2..=5)
+                    .map(|s| segment(1, s, Some(90 + 20 * s as i64)))
+                    .collect(),
+                runs: vec![(2, 5)],
+                gaps: vec![],
+                windows: vec![(1, 2 * SEG + 0x100, 5 * SEG + 0x800, 190, false)],
+            },
+        ];
+        for case in cases {
+            let clusters = clusters(&case.snapshots, &case.segments);
+            assert_eq!(clusters.len(), 1, "{}", case.what);
+            let tl = &clusters[0].timelines[0];
+            let name = |s: u64| wal::segment_name(1, s, SEG);
+            let runs: Vec<_> = case
+                .runs
+                .iter()
+                .map(|(a, b)| (name(*a), name(*b)))
+                .collect();
+            assert_eq!(tl.runs, runs, "{}", case.what);
+            let gaps: Vec<_> = case
+                .gaps
+                .iter()
+                .map(|(a, b)| Gap {
+                    first_missing: name(*a),
+                    last_missing: name(*b),
+                    segments: b - a + 1,
+                })
+                .collect();
+            assert_eq!(tl.gaps, gaps, "{}", case.what);
+            let windows: Vec<_> = tl
+                .windows
+                .iter()
+                .map(|w| {
+                    (
+                        w.snapshot.0[0],
+                        w.earliest.lsn.0,
+                        w.latest.lsn.0,
+                        w.latest.time_us / 1_000_000,
+                        w.latest.approximate,
+                    )
+                })
+                .collect();
+            assert_eq!(windows, case.windows, "{}", case.what);
+        }
+    }
+
+    #[test]
+    fn snapshot_with_missing_wal_opens_no_window_until_archived() {
+        let (id, mut s) = snapshot(1, 1, 2, 4, 100);
+        let pg = s.postgres.as_mut().unwrap();
+        pg.wal_missing = vec![wal::segment_name(1, 3, SEG)];
+        let snapshots = vec![(id, s)];
+        let without = clusters(&snapshots, &[segment(1, 2, None)]);
+        assert!(without[0].timelines[0].windows.is_empty());
+        let pg = snapshots[0].1.postgres.as_ref().unwrap();
+        let catalogue = [segment(1, 2, None)];
+        assert_eq!(missing_wal(pg, &WalIndex::new(&catalogue)), pg.wal_missing);
+        let catalogue = [segment(1, 3, None)];
+        assert!(missing_wal(pg, &WalIndex::new(&catalogue)).is_empty());
+        let with = clusters(&snapshots, &catalogue);
+        assert_eq!(with[0].timelines[0].windows.len(), 1);
+    }
+
+    #[test]
+    fn timelines_and_clusters_apart() {
+        let snapshots = vec![snapshot(1, 1, 2, 2, 100), snapshot(2, 2, 6, 6, 300)];
+        let mut catalogue: Vec<WalEntry> = (2..=5).map(|s| segment(1, s, None)).collect();
+        catalogue.extend((5..=7).map(|s| segment(2, s, None)));
+        catalogue.push(entry("00000002.history", 42, None));
+        let mut other = segment(1, 9, None);
+        other.system_identifier = 1;
+        catalogue.push(other);
+        let clusters = clusters(&snapshots, &catalogue);
+        assert_eq!(
+            clusters
+                .iter()
+                .map(|c| c.system_identifier)
+                .collect::<Vec<_>>(),
+            [1, SYSID]
+        );
+        let ours = &clusters[1];
+        assert_eq!(
+            ours.timelines
+                .iter()
+                .map(|t| t.timeline)
+                .collect::<Vec<_>>(),
+            [1, 2]
+        );
+        assert_eq!(ours.timelines[0].segments, 4);
+        assert_eq!(
+            ours.timelines[0].windows[0].last_segment,
+            wal::segment_name(1, 5, SEG)
+        );
+        assert_eq!(
+            ours.timelines[1].windows[0].last_segment,
+            wal::segment_name(2, 7, SEG)
+        );
+        // The other cluster has WAL and no snapshot: runs, no window.
+        assert_eq!(clusters[0].timelines[0].segments, 1);
+        assert!(clusters[0].timelines[0].windows.is_empty());
+    }
+}
