@@ -153,7 +153,7 @@ fn archived_wal_comes_back_exactly_and_is_never_replaced() {
     let unused = "0000000100000000000000A0";
     for (len, complaint) in [
         (10_000_000, "not a WAL segment size"),
-        (8 << 20, "header says segments of 16777216 bytes"),
+        (8 << 20, "segment size 16777216 in the header"),
     ] {
         let truncated = wal_copy(scratch.path(), unused, &segment, |b| b.truncate(len));
         let out = archive_push(&cairn, cluster.pgdata(), &truncated);

@@ -178,7 +178,7 @@ fn check_file(
                 size,
                 matches!(kind, Some(WalFileName::History { .. })),
             )
-            .map_err(|why| refuse(why))?;
+            .map_err(&refuse)?;
             let cluster = cluster.ok_or_else(|| {
                 Error::usage(format!(
                     "{name}: cannot tell which cluster this file belongs to: run archive-push \

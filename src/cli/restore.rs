@@ -13,9 +13,11 @@ use super::progress::Progress;
 use crate::archive::window::WalIndex;
 use crate::clock::format_utc;
 use crate::error::{Context, Error, ErrorKind, Result};
+use crate::pg::history::{HistoryEntry, is_on_history, parse_history, timeline_at};
 use crate::pg::recovery::{
     self, RecoverySettings, RecoveryTarget, TargetAction, restore_command_arg,
 };
+use crate::pg::target::{parse_target_name, parse_target_time, parse_target_xid};
 use crate::pg::wal::{self, Lsn};
 use crate::repo::IndexedRepository;
 use crate::repo::pack::BlobType;
@@ -248,12 +250,12 @@ impl Target {
             )
         } else if let Some(text) = &args.target_xid {
             target(
-                RecoveryTarget::Xid(parse_target_xid(text)?),
+                RecoveryTarget::Xid(parse_target_xid(text)?.text()),
                 Aim::Newest,
                 WalEnd::EndOfArchive,
             )
         } else if let Some(text) = &args.target_name {
-            let name = parse_target_name(text)?;
+            let name = parse_target_name(text)?.to_string();
             target(
                 RecoveryTarget::Name(name.clone()),
                 Aim::Newest,
@@ -269,25 +271,6 @@ impl Target {
             }
         })
     }
-}
-
-// TEMPORARY, until crate::pg::target is merged from main: these three go, and the calls above
-// use pg::target's parsers.
-fn parse_target_time(text: &str) -> Result<TemporaryTargetTime> {
-    let _ = text;
-    Err(Error::usage(
-        "--target-time needs pg::target (not merged yet)",
-    ))
-}
-struct TemporaryTargetTime {
-    unix_micros: i64,
-    text: String,
-}
-fn parse_target_xid(text: &str) -> Result<String> {
-    Ok(text.to_string())
-}
-fn parse_target_name(text: &str) -> Result<String> {
-    Ok(text.to_string())
 }
 
 /// The timeline recovery heads for and its history: which snapshots can reach it, and from
@@ -381,19 +364,6 @@ impl TimelinePath {
             }
         }
     }
-}
-
-// TEMPORARY, until crate::pg::history is merged from main.
-struct HistoryEntry;
-fn parse_history(text: &str) -> Result<Vec<HistoryEntry>> {
-    let _ = text;
-    Ok(Vec::new())
-}
-fn is_on_history(_: &[HistoryEntry], target: u32, timeline: u32, _: Lsn) -> bool {
-    target == timeline
-}
-fn timeline_at(_: &[HistoryEntry], target: u32, _: Lsn) -> u32 {
-    target
 }
 
 /// What a restore will do, computed before anything is written.
