@@ -37,6 +37,14 @@ impl<'a> WalIndex<'a> {
     pub fn contains(&self, system_identifier: u64, name: &str) -> bool {
         self.entries.contains_key(&(system_identifier, name))
     }
+
+    /// The entries of one cluster, in no particular order.
+    pub fn of_cluster(&self, system_identifier: u64) -> impl Iterator<Item = &'a WalEntry> + '_ {
+        self.entries
+            .iter()
+            .filter(move |((sysid, _), _)| *sysid == system_identifier)
+            .map(|(_, e)| *e)
+    }
 }
 
 /// The segments a snapshot does not carry and the archive does not hold either: until they
