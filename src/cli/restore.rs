@@ -12,15 +12,14 @@ use super::format;
 use super::progress::Progress;
 use crate::archive::window::WalIndex;
 use crate::clock::format_utc;
-use crate::error::{Context, Error, ErrorKind, Result};
-use crate::pg::history::{HistoryEntry, is_on_history, parse_history, timeline_at};
+use crate::error::{Error, ErrorKind, Result};
+use crate::pg::history::{HistoryEntry, is_on_history, timeline_at};
 use crate::pg::recovery::{
     self, RecoverySettings, RecoveryTarget, TargetAction, restore_command_arg,
 };
 use crate::pg::target::{parse_target_name, parse_target_time, parse_target_xid};
 use crate::pg::wal::{self, Lsn};
 use crate::repo::IndexedRepository;
-use crate::repo::pack::BlobType;
 use crate::repo::snapshot::PostgresBackup;
 use crate::restore::select::{self, Aim, Candidate, WalEnd, WalPlan};
 use crate::restore::{self, RestoreRequest};
@@ -332,13 +331,7 @@ impl TimelinePath {
                     ),
                 )
             })?;
-            let mut text = Vec::new();
-            for chunk in repo.data_chunks(&entry.content)? {
-                text.extend(repo.read_blob(BlobType::Data, &chunk.id)?);
-            }
-            let text = String::from_utf8(text)
-                .map_err(|_| Error::integrity(format!("{name} in the archive is not text")))?;
-            parse_history(&text).with_context(|| format!("{name} in the archive"))?
+            crate::archive::read_history(repo, entry)?
         };
         Ok(TimelinePath {
             target: Some(target),
