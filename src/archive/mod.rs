@@ -8,8 +8,12 @@ pub mod window;
 
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, Result};
+use crate::error::{Context, Error, Result};
+use crate::pg::history::{HistoryEntry, parse_history};
 use crate::pg::{control, wal};
+use crate::repo::IndexedRepository;
+use crate::repo::pack::BlobType;
+use crate::repo::walcat::WalEntry;
 
 /// What kind of WAL file `name` is, when it is valid for some segment size (1 MiB to 1 GiB):
 /// the server's segment size is not known before the file is read.
@@ -66,6 +70,35 @@ pub fn resolve_cluster(
         return Ok(Some(id));
     }
     cluster_at(Path::new("."))
+}
+
+/// A timeline history file of the catalogue, read from the repository and parsed.
+pub fn read_history(repo: &IndexedRepository, entry: &WalEntry) -> Result<Vec<HistoryEntry>> {
+    let mut text = Vec::new();
+    for chunk in repo.data_chunks(&entry.content)? {
+        text.extend(repo.read_blob(BlobType::Data, &chunk.id)?);
+    }
+    let text = String::from_utf8(text)
+        .map_err(|_| Error::integrity(format!("{} in the archive is not text", entry.name)))?;
+    parse_history(&text).with_context(|| format!("{} in the archive", entry.name))
+}
+
+/// Every timeline history file of the catalogue, parsed, by cluster and timeline: what
+/// [`window::clusters`] follows from a snapshot into the timelines branched off after it.
+pub fn read_histories(
+    repo: &IndexedRepository,
+    catalogue: &[WalEntry],
+) -> Result<window::Histories> {
+    let mut histories = window::Histories::new();
+    for entry in catalogue {
+        if let Some(wal::WalFileName::History { timeline }) = classify(&entry.name) {
+            histories.insert(
+                (entry.system_identifier, timeline),
+                read_history(repo, entry)?,
+            );
+        }
+    }
+    Ok(histories)
 }
 
 #[cfg(test)]

@@ -1,11 +1,14 @@
 //! What the archive can recover to: per cluster and timeline, the WAL segments the catalogue
 //! holds, their contiguous runs and the gaps between them, and the recoverable windows (from a
 //! restorable snapshot's consistency point to the end of the WAL that follows it without a
-//! gap). Pure functions over snapshots and catalogue entries, so they are tested without a
-//! server or a repository.
+//! gap). A timeline's windows also start from snapshots of its ancestors taken before it
+//! branched off, following its history file as recovery does: each segment is read from the
+//! timeline that held it. Pure functions over snapshots, catalogue entries and parsed history
+//! files, so they are tested without a server or a repository.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use crate::pg::history::{HistoryEntry, is_on_history, timeline_at};
 use crate::pg::wal::{self, Lsn, WalFileName};
 use crate::repo::id::SnapshotId;
 use crate::repo::snapshot::{PostgresBackup, Snapshot};
@@ -36,6 +39,14 @@ impl<'a> WalIndex<'a> {
 
     pub fn contains(&self, system_identifier: u64, name: &str) -> bool {
         self.entries.contains_key(&(system_identifier, name))
+    }
+
+    /// The entries of one cluster, in no particular order.
+    pub fn of_cluster(&self, system_identifier: u64) -> impl Iterator<Item = &'a WalEntry> + '_ {
+        self.entries
+            .iter()
+            .filter(move |((sysid, _), _)| *sysid == system_identifier)
+            .map(|(_, e)| *e)
     }
 }
 
@@ -127,9 +138,18 @@ fn segment_size_of(
 /// A snapshot's id, its PostgreSQL part and when it finished (ns).
 type SnapshotOf<'a> = (SnapshotId, &'a PostgresBackup, i64);
 
+/// Parsed timeline history files by cluster (system identifier) and timeline: the ancestors of
+/// each timeline and where it branched off them. Timelines without an entry have no ancestors
+/// known.
+pub type Histories = BTreeMap<(u64, u32), Vec<HistoryEntry>>;
+
 /// Windows, runs and gaps for every cluster that has snapshots or archived WAL, by system
-/// identifier and timeline.
-pub fn clusters(snapshots: &[(SnapshotId, Snapshot)], catalogue: &[WalEntry]) -> Vec<ClusterWal> {
+/// identifier and timeline; `histories` are the timeline history files of the archive.
+pub fn clusters(
+    snapshots: &[(SnapshotId, Snapshot)],
+    catalogue: &[WalEntry],
+    histories: &Histories,
+) -> Vec<ClusterWal> {
     let mut by_cluster: BTreeMap<u64, (Vec<SnapshotOf>, Vec<&WalEntry>)> = BTreeMap::new();
     for (id, s) in snapshots {
         if let Some(pg) = &s.postgres {
@@ -153,7 +173,7 @@ pub fn clusters(snapshots: &[(SnapshotId, Snapshot)], catalogue: &[WalEntry]) ->
         .map(|(sysid, (snaps, entries))| {
             let pgs: Vec<&PostgresBackup> = snaps.iter().map(|(_, pg, _)| *pg).collect();
             let size = segment_size_of(sysid, &pgs, &entries);
-            cluster(sysid, size, &snaps, &entries, &archive)
+            cluster(sysid, size, &snaps, &entries, &archive, histories)
         })
         .collect()
 }
@@ -164,6 +184,7 @@ fn cluster(
     snapshots: &[SnapshotOf],
     entries: &[&WalEntry],
     archive: &WalIndex,
+    histories: &Histories,
 ) -> ClusterWal {
     let mut segments: BTreeMap<u32, BTreeSet<u64>> = BTreeMap::new();
     for entry in entries {
@@ -176,9 +197,21 @@ fn cluster(
     for (_, pg, _) in snapshots {
         segments.entry(pg.timeline).or_default();
     }
+    for (_, timeline) in histories
+        .range((sysid, 0)..=(sysid, u32::MAX))
+        .map(|(k, _)| *k)
+    {
+        segments.entry(timeline).or_default();
+    }
     let timelines = segments
         .into_iter()
         .map(|(timeline, archived)| {
+            let path = TimelineRoute {
+                timeline,
+                history: histories
+                    .get(&(sysid, timeline))
+                    .map_or(&[][..], Vec::as_slice),
+            };
             let runs = runs_of(&archived);
             let name = |segno: u64| wal::segment_name(timeline, segno, size);
             let gaps = runs
@@ -189,15 +222,21 @@ fn cluster(
                     segments: pair[1].0 - pair[0].1 - 1,
                 })
                 .collect();
+            // Snapshots of the timeline, and of its ancestors before they ended.
             let mut on_timeline: Vec<_> = snapshots
                 .iter()
-                .filter(|(_, pg, _)| pg.timeline == timeline)
+                .filter(|(_, pg, _)| path.starts_from(pg))
                 .filter(|(_, pg, _)| missing_wal(pg, archive).is_empty())
                 .collect();
             on_timeline.sort_by_key(|(_, pg, _)| pg.stop_lsn);
             let mut windows: Vec<Window> = Vec::new();
             for (id, pg, finished_ns) in on_timeline {
-                let window = window_from(*id, pg, *finished_ns, &archived, archive);
+                let window = window_from(*id, pg, *finished_ns, &path, archive);
+                // From an ancestor's snapshot, a window counts on this timeline only if its WAL
+                // reaches the timeline.
+                if window.latest.lsn < path.begins() {
+                    continue;
+                }
                 match windows.last_mut() {
                     // A later snapshot inside a window only confirms it, or carries it further
                     // when it ends after the run (its own pg_wal bridges a gap).
@@ -240,28 +279,52 @@ fn runs_of(segnos: &BTreeSet<u64>) -> Vec<(u64, u64)> {
     runs
 }
 
-/// The window one restorable snapshot opens: its own WAL (start through stop segment, what it
-/// does not carry being archived), then archived segments for as long as none is missing.
+/// The way recovery into one timeline goes: its history.
+struct TimelineRoute<'h> {
+    timeline: u32,
+    /// Its history file, parsed; empty for timeline 1 or when the archive has none.
+    history: &'h [HistoryEntry],
+}
+
+impl TimelineRoute<'_> {
+    /// Whether recovery from the snapshot can head for this timeline: taken on it, or on an
+    /// ancestor that had not ended by the snapshot's consistency point.
+    fn starts_from(&self, pg: &PostgresBackup) -> bool {
+        is_on_history(self.history, self.timeline, pg.timeline, Lsn(pg.stop_lsn))
+    }
+
+    /// Where the timeline begins: the last switch point of its history (0 without one).
+    fn begins(&self) -> Lsn {
+        self.history.last().map_or(Lsn(0), |e| e.switch_point)
+    }
+
+    /// The timeline segment `segno` is read from (XLogFileReadAnyTLI: the newest timeline of
+    /// the history that began by the segment's end).
+    fn timeline_of(&self, segno: u64, size: u64) -> u32 {
+        let last_byte = (segno + 1).saturating_mul(size) - 1;
+        timeline_at(self.history, self.timeline, Lsn(last_byte))
+    }
+}
+
+/// The window one restorable snapshot opens on a timeline: its own WAL (start through stop
+/// segment, what it does not carry being archived), then archived segments, each from the
+/// timeline the route reads it from, for as long as none is missing.
 fn window_from(
     id: SnapshotId,
     pg: &PostgresBackup,
     finished_ns: i64,
-    archived: &BTreeSet<u64>,
+    route: &TimelineRoute,
     archive: &WalIndex,
 ) -> Window {
     let size = pg.wal_segment_size;
     let start = wal::segment_of(Lsn(pg.start_lsn), size);
     let stop = wal::prev_segment_of(Lsn(pg.stop_lsn), size).max(start);
+    let name = |segno: u64| wal::segment_name(route.timeline_of(segno, size), segno, size);
+    let entry = |segno: u64| archive.get(pg.system_identifier, &name(segno));
     let mut last = stop;
-    while archived.contains(&(last + 1)) {
+    while entry(last + 1).is_some() {
         last += 1;
     }
-    let entry = |segno: u64| {
-        archive.get(
-            pg.system_identifier,
-            &wal::segment_name(pg.timeline, segno, size),
-        )
-    };
     let earliest = Point {
         lsn: Lsn(pg.stop_lsn),
         time_us: finished_ns / 1000,
@@ -294,7 +357,7 @@ fn window_from(
             time_us: latest_time.0.max(earliest.time_us),
             approximate: latest_time.1,
         },
-        last_segment: wal::segment_name(pg.timeline, last, size),
+        last_segment: name(last),
     }
 }
 
@@ -442,7 +505,7 @@ pub(crate) mod tests {
             },
         ];
         for case in cases {
-            let clusters = clusters(&case.snapshots, &case.segments);
+            let clusters = clusters(&case.snapshots, &case.segments, &Histories::new());
             assert_eq!(clusters.len(), 1, "{}", case.what);
             let tl = &clusters[0].timelines[0];
             let name = |s: u64| wal::segment_name(1, s, SEG);
@@ -485,14 +548,14 @@ pub(crate) mod tests {
         let pg = s.postgres.as_mut().unwrap();
         pg.wal_missing = vec![wal::segment_name(1, 3, SEG)];
         let snapshots = vec![(id, s)];
-        let without = clusters(&snapshots, &[segment(1, 2, None)]);
+        let without = clusters(&snapshots, &[segment(1, 2, None)], &Histories::new());
         assert!(without[0].timelines[0].windows.is_empty());
         let pg = snapshots[0].1.postgres.as_ref().unwrap();
         let catalogue = [segment(1, 2, None)];
         assert_eq!(missing_wal(pg, &WalIndex::new(&catalogue)), pg.wal_missing);
         let catalogue = [segment(1, 3, None)];
         assert!(missing_wal(pg, &WalIndex::new(&catalogue)).is_empty());
-        let with = clusters(&snapshots, &catalogue);
+        let with = clusters(&snapshots, &catalogue, &Histories::new());
         assert_eq!(with[0].timelines[0].windows.len(), 1);
     }
 
@@ -505,7 +568,7 @@ pub(crate) mod tests {
         let mut other = segment(1, 9, None);
         other.system_identifier = 1;
         catalogue.push(other);
-        let clusters = clusters(&snapshots, &catalogue);
+        let clusters = clusters(&snapshots, &catalogue, &Histories::new());
         assert_eq!(
             clusters
                 .iter()
@@ -533,5 +596,131 @@ pub(crate) mod tests {
         // The other cluster has WAL and no snapshot: runs, no window.
         assert_eq!(clusters[0].timelines[0].segments, 1);
         assert!(clusters[0].timelines[0].windows.is_empty());
+    }
+
+    /// A history with these (parent timeline, switch point) lines.
+    fn history(lines: &[(u32, u64)]) -> Vec<HistoryEntry> {
+        lines
+            .iter()
+            .map(|(parent, at)| HistoryEntry {
+                parent_timeline: *parent,
+                switch_point: Lsn(*at),
+                reason: String::new(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn windows_follow_history_into_child_timelines() {
+        /// (snapshot, earliest lsn, latest lsn, last segment (tli, segno)).
+        type Expected = (u8, u64, u64, (u32, u64));
+        struct Case {
+            what: &'static str,
+            snapshots: Vec<(SnapshotId, Snapshot)>,
+            /// (timeline, segments) archived, each scanned.
+            segments: Vec<(u32, std::ops::RangeInclusive<u64>)>,
+            /// (timeline, its history lines).
+            histories: Vec<(u32, Vec<(u32, u64)>)>,
+            /// Per timeline, its windows.
+            windows: Vec<(u32, Vec<Expected>)>,
+        }
+        // Timeline 2 branched off 1 in segment 5; timeline 3 off 2 in segment 7.
+        let fork_2 = 5 * SEG + 0x500;
+        let fork_3 = 7 * SEG + 0x200;
+        let snap_1 = || snapshot(1, 1, 2, 3, 100);
+        let stop_1 = 3 * SEG + 0x100;
+        let end = |segno: u64| segno * SEG + 0x800;
+        let cases = [
+            Case {
+                what: "a child without a snapshot of its own: from the parent's, through the switch",
+                snapshots: vec![snap_1()],
+                segments: vec![(1, 2..=5), (2, 5..=7)],
+                histories: vec![(2, vec![(1, fork_2)])],
+                windows: vec![
+                    (1, vec![(1, stop_1, end(5), (1, 5))]),
+                    (2, vec![(1, stop_1, end(7), (2, 7))]),
+                ],
+            },
+            Case {
+                what: "a parent's snapshot after the switch does not reach the child",
+                snapshots: vec![snap_1(), snapshot(2, 1, 6, 6, 200)],
+                segments: vec![(1, 2..=8), (2, 5..=6)],
+                histories: vec![(2, vec![(1, fork_2)])],
+                windows: vec![
+                    (1, vec![(1, stop_1, end(8), (1, 8))]),
+                    (2, vec![(1, stop_1, end(6), (2, 6))]),
+                ],
+            },
+            Case {
+                what: "a gap on the parent before the switch: only the child's own snapshot",
+                snapshots: vec![snap_1(), snapshot(3, 2, 6, 6, 300)],
+                segments: vec![(1, 2..=3), (1, 5..=5), (2, 5..=7)],
+                histories: vec![(2, vec![(1, fork_2)])],
+                windows: vec![
+                    (1, vec![(1, stop_1, end(3), (1, 3))]),
+                    (2, vec![(3, 6 * SEG + 0x100, end(7), (2, 7))]),
+                ],
+            },
+            Case {
+                what: "a history file and no WAL of the child yet: no window on it",
+                snapshots: vec![snap_1()],
+                segments: vec![(1, 2..=5)],
+                histories: vec![(2, vec![(1, fork_2)])],
+                windows: vec![(1, vec![(1, stop_1, end(5), (1, 5))]), (2, vec![])],
+            },
+            Case {
+                what: "a grandchild: through both switches",
+                snapshots: vec![snap_1()],
+                segments: vec![(1, 2..=5), (2, 5..=7), (3, 7..=8)],
+                histories: vec![(2, vec![(1, fork_2)]), (3, vec![(1, fork_2), (2, fork_3)])],
+                windows: vec![
+                    (1, vec![(1, stop_1, end(5), (1, 5))]),
+                    (2, vec![(1, stop_1, end(7), (2, 7))]),
+                    (3, vec![(1, stop_1, end(8), (3, 8))]),
+                ],
+            },
+            Case {
+                what: "without its history file a child is on its own",
+                snapshots: vec![snap_1()],
+                segments: vec![(1, 2..=5), (2, 5..=7)],
+                histories: vec![],
+                windows: vec![(1, vec![(1, stop_1, end(5), (1, 5))]), (2, vec![])],
+            },
+        ];
+        for case in cases {
+            let catalogue: Vec<WalEntry> = case
+                .segments
+                .iter()
+                .flat_map(|(tli, range)| range.clone().map(|s| segment(*tli, s, Some(100))))
+                .collect();
+            let histories: Histories = case
+                .histories
+                .iter()
+                .map(|(tli, lines)| ((SYSID, *tli), history(lines)))
+                .collect();
+            let clusters = clusters(&case.snapshots, &catalogue, &histories);
+            let got: Vec<_> = clusters[0]
+                .timelines
+                .iter()
+                .map(|tl| {
+                    let windows = tl
+                        .windows
+                        .iter()
+                        .map(|w| {
+                            let (tli, segno) =
+                                wal::parse_segment_name(&w.last_segment, SEG).unwrap();
+                            (
+                                w.snapshot.0[0],
+                                w.earliest.lsn.0,
+                                w.latest.lsn.0,
+                                (tli, segno),
+                            )
+                        })
+                        .collect::<Vec<_>>();
+                    (tl.timeline, windows)
+                })
+                .collect();
+            assert_eq!(got, case.windows, "{}", case.what);
+        }
     }
 }

@@ -25,7 +25,10 @@ Per cluster and timeline: the archived WAL segments, the gaps between them, and 
 recoverable window: from the oldest restorable snapshot's consistency point (stop LSN, finish
 time) to the end of the WAL that follows it without a gap (the last valid record's LSN and the
 last commit time found in it; a time marked ~ is when the last segment was archived, for
-segments whose commits are unknown). A gap ends a window; a snapshot after it starts another.")]
+segments whose commits are unknown). A gap ends a window; a snapshot after it starts another.
+A timeline branched off another (a promotion) also has windows from its ancestors' snapshots
+taken before it branched off, following its history file as recovery does (segments before
+the switch from the ancestor, after it from the timeline itself).")]
 pub struct InfoArgs {
     /// One JSON object on stdout.
     #[arg(long)]
@@ -49,7 +52,8 @@ pub fn run(global: &GlobalOptions, args: &InfoArgs) -> Result<()> {
         .load_index(global.cache_dir.as_deref())?;
     let catalogue = repo.wal_catalogue()?;
     let snapshots = repo.load_snapshots()?;
-    let wal: BTreeMap<u64, ClusterWal> = window::clusters(&snapshots, &catalogue)
+    let histories = crate::archive::read_histories(&repo, &catalogue)?;
+    let wal: BTreeMap<u64, ClusterWal> = window::clusters(&snapshots, &catalogue, &histories)
         .into_iter()
         .map(|c| (c.system_identifier, c))
         .collect();
@@ -211,7 +215,11 @@ pub(super) fn wal_lines(cluster: &ClusterWal) -> Vec<String> {
             ));
         }
         if tl.windows.is_empty() {
-            lines.push("    recoverable: nothing (no restorable snapshot on this timeline)".into());
+            lines.push(
+                "    recoverable: nothing (no restorable snapshot on this timeline, or on an \
+                 ancestor before it branched off, whose WAL reaches it)"
+                    .into(),
+            );
         }
         for w in &tl.windows {
             lines.push(format!(

@@ -12,15 +12,14 @@ use super::format;
 use super::progress::Progress;
 use crate::archive::window::WalIndex;
 use crate::clock::format_utc;
-use crate::error::{Context, Error, ErrorKind, Result};
-use crate::pg::history::{HistoryEntry, is_on_history, parse_history, timeline_at};
+use crate::error::{Error, ErrorKind, Result};
+use crate::pg::history::{HistoryEntry, is_on_history, timeline_at};
 use crate::pg::recovery::{
     self, RecoverySettings, RecoveryTarget, TargetAction, restore_command_arg,
 };
 use crate::pg::target::{parse_target_name, parse_target_time, parse_target_xid};
 use crate::pg::wal::{self, Lsn};
 use crate::repo::IndexedRepository;
-use crate::repo::pack::BlobType;
 use crate::repo::snapshot::PostgresBackup;
 use crate::restore::select::{self, Aim, Candidate, WalEnd, WalPlan};
 use crate::restore::{self, RestoreRequest};
@@ -40,8 +39,10 @@ Examples:
   pgcairn restore latest --pgdata /srv/pg --delta --tablespace-map /mnt/ts1=/srv/ts1
 
 Which snapshot: without SNAPSHOT (or with `latest`), a time or LSN target picks the newest
-snapshot consistent at or before the target (its stop LSN, the time it finished); any other
-target, or none, picks the newest snapshot. Only restorable snapshots count (every WAL segment
+snapshot consistent at or before the target (its stop LSN, the time it finished), and so does
+a restore point the archived WAL's scans found (on the way to the target timeline; the newest
+of that name); any other target (an xid: name the snapshot when it lies before the newest
+one), or none, picks the newest snapshot. Only restorable snapshots count (every WAL segment
 the snapshot needs is in the snapshot or the archive; `pgcairn snapshots` shows which are), and
 only those on the history of the target timeline. A repository holding several clusters needs
 --system-id. A SNAPSHOT named with a time or LSN target earlier than its consistency point is
@@ -330,13 +331,7 @@ impl TimelinePath {
                     ),
                 )
             })?;
-            let mut text = Vec::new();
-            for chunk in repo.data_chunks(&entry.content)? {
-                text.extend(repo.read_blob(BlobType::Data, &chunk.id)?);
-            }
-            let text = String::from_utf8(text)
-                .map_err(|_| Error::integrity(format!("{name} in the archive is not text")))?;
-            parse_history(&text).with_context(|| format!("{name} in the archive"))?
+            crate::archive::read_history(repo, entry)?
         };
         Ok(TimelinePath {
             target: Some(target),
@@ -352,6 +347,14 @@ impl TimelinePath {
         }
     }
 
+    /// Whether recovery into the target timeline reads the WAL at `lsn` from `timeline`.
+    fn reads(&self, timeline: u32, lsn: Lsn) -> bool {
+        match self.target {
+            None => true,
+            Some(t) => timeline_at(&self.history, t, lsn) == timeline,
+        }
+    }
+
     /// The timeline segment `segno` is read from, recovering `pg` into the target
     /// (XLogFileReadAnyTLI: the newest timeline of the history that began by the segment's
     /// end).
@@ -363,6 +366,21 @@ impl TimelinePath {
                 timeline_at(&self.history, t, Lsn(last_byte))
             }
         }
+    }
+}
+
+/// What the choice of snapshot aims at: for a restore point, where the archive's scans found
+/// it on the way to the target timeline (a snapshot consistent after it could not stop there);
+/// else what the target says.
+fn aim_of(target: &Target, timelines: &TimelinePath, archive: &WalIndex, system_id: u64) -> Aim {
+    match &target.end {
+        WalEnd::RestorePoint(name) => {
+            select::restore_point_lsn(archive, system_id, name, &|timeline, lsn| {
+                timelines.reads(timeline, lsn)
+            })
+            .map_or(target.aim, Aim::Lsn)
+        }
+        _ => target.aim,
     }
 }
 
@@ -406,7 +424,8 @@ fn plan<'a>(
                 sysid,
                 args.target_timeline.as_deref(),
             )?;
-            select::check_chosen(&chosen, target.aim, archive)?;
+            let aim = aim_of(&target, &timelines, archive, sysid);
+            select::check_chosen(&chosen, aim, archive)?;
             if !timelines.reaches(chosen.pg) {
                 return Err(Error::new(
                     ErrorKind::Refused,
@@ -432,9 +451,9 @@ fn plan<'a>(
                 sysid,
                 args.target_timeline.as_deref(),
             )?;
-            let chosen = select::choose(candidates, sysid, target.aim, archive, &|pg| {
-                timelines.reaches(pg)
-            })?;
+            let aim = aim_of(&target, &timelines, archive, sysid);
+            let chosen =
+                select::choose(candidates, sysid, aim, archive, &|pg| timelines.reaches(pg))?;
             (chosen, timelines)
         }
     };

@@ -44,7 +44,8 @@ pub fn run(global: &GlobalOptions, args: &SnapshotsArgs) -> Result<()> {
             .map(|pg| window::missing_wal(pg, &archive))
             .unwrap_or_default()
     };
-    let clusters = window::clusters(&snapshots, &catalogue);
+    let histories = crate::archive::read_histories(&repo, &catalogue)?;
+    let clusters = window::clusters(&snapshots, &catalogue, &histories);
     // The recoverable window a snapshot lies in: on its timeline, from its cluster.
     let window_of = |s: &Snapshot| -> Option<&window::Window> {
         let pg = s.postgres.as_ref()?;

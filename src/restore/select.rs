@@ -214,6 +214,36 @@ pub fn check_chosen(candidate: &Candidate, aim: Aim, archive: &WalIndex) -> Resu
     Ok(())
 }
 
+/// Where the restore point `name` lies, by what the scans of cluster `system_id`'s archived
+/// segments found: the newest LSN of a restore point of that name whose segment `on_path`
+/// accepts (the segment's timeline and the point's LSN: whether recovery into the target
+/// timeline reads that WAL from that timeline). None when no scan found one.
+///
+/// Recovery stops at the first restore point of the name it replays; with several of one name,
+/// the newest is aimed at, so that a snapshot consistent before some occurrence is chosen.
+pub fn restore_point_lsn(
+    archive: &WalIndex,
+    system_id: u64,
+    name: &str,
+    on_path: &dyn Fn(u32, Lsn) -> bool,
+) -> Option<Lsn> {
+    archive
+        .of_cluster(system_id)
+        .filter_map(|e| {
+            let (timeline, _) = wal::parse_segment_name(&e.name, e.size)?;
+            let summary = e.summary.as_ref()?;
+            Some((timeline, summary))
+        })
+        .flat_map(|(timeline, summary)| {
+            summary
+                .restore_points
+                .iter()
+                .filter(move |p| p.name == name && on_path(timeline, Lsn(p.lsn)))
+        })
+        .map(|p| Lsn(p.lsn))
+        .max()
+}
+
 /// Where replay is expected to stop.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum WalEnd {
@@ -434,6 +464,72 @@ mod tests {
         let only = &all[4..];
         let err = choose(only, SYSID, Aim::Newest, &WalIndex::new(&empty), &any).unwrap_err();
         assert!(err.to_string().contains(&missing), "{err}");
+    }
+
+    #[test]
+    fn restore_points_are_found_on_the_way_to_the_target_timeline() {
+        let point = |tli: u32, segno: u64, name: &str, offset: u64| {
+            let mut e = segment(tli, segno, Some(100));
+            e.summary
+                .as_mut()
+                .unwrap()
+                .restore_points
+                .push(RestorePoint {
+                    name: name.into(),
+                    time_us: 0,
+                    lsn: segno * SEG + offset,
+                });
+            e
+        };
+        // Timeline 2 forked from 1 at segment 6, offset 0x500: "p" on 1 before the fork, again
+        // on 1 after it (that branch is not timeline 2's), and on 2; "q" twice on 1.
+        let mut other = point(1, 4, "p", 0x10);
+        other.system_identifier = 42;
+        let catalogue = vec![
+            point(1, 3, "p", 0x40),
+            point(1, 6, "p", 0x600),
+            point(2, 7, "p", 0x80),
+            point(1, 2, "q", 0x40),
+            point(1, 5, "q", 0x400),
+            segment(1, 8, None),
+            other,
+        ];
+        let archive = WalIndex::new(&catalogue);
+        let fork = lsn(6, 0x500);
+        let into_2 = |tli: u32, at: Lsn| tli == if at < fork { 1 } else { 2 };
+        let into_1 = |tli: u32, _: Lsn| tli == 1;
+        let anywhere = |_: u32, _: Lsn| true;
+        type OnPath<'a> = &'a dyn Fn(u32, Lsn) -> bool;
+        let cases: [(&str, OnPath, Option<Lsn>); 7] = [
+            ("p", &into_2, Some(lsn(7, 0x80))),
+            ("p", &into_1, Some(lsn(6, 0x600))),
+            ("p", &anywhere, Some(lsn(7, 0x80))),
+            ("q", &into_2, Some(lsn(5, 0x400))),
+            (
+                "q",
+                &|tli, at| into_2(tli, at) && at < lsn(4, 0),
+                Some(lsn(2, 0x40)),
+            ),
+            ("r", &anywhere, None),
+            ("P", &anywhere, None),
+        ];
+        for (name, on_path, expected) in cases {
+            assert_eq!(
+                restore_point_lsn(&archive, SYSID, name, on_path),
+                expected,
+                "{name}"
+            );
+        }
+        assert_eq!(
+            restore_point_lsn(&archive, 42, "p", &anywhere),
+            Some(lsn(4, 0x10))
+        );
+        // Aimed at, it picks the snapshot consistent before it (segments 2, 5, 8 on timeline 1).
+        let snapshots = repository();
+        let all = candidates(&snapshots);
+        let aim = Aim::Lsn(restore_point_lsn(&archive, SYSID, "q", &into_1).unwrap());
+        let got = choose(&all, SYSID, aim, &archive, &|pg| pg.timeline == 1).unwrap();
+        assert_eq!(got.id.0[0], 2);
     }
 
     #[test]
