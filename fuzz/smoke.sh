@@ -9,7 +9,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")"
 FUZZ_SECONDS="${FUZZ_SECONDS:-20}"
 # Longest time one input may take before libFuzzer reports it as a hang.
 FUZZ_TIMEOUT="${FUZZ_TIMEOUT:-10}"
-ALL_TARGETS=(blob_envelope pack_header index_file snapshot tree key_file config
+ALL_TARGETS=(blob_envelope pack_header index_file snapshot tree key_file config wal_entry
     wal_file_name timeline_history wal_page_header wal_segment_scan backup_label
     tablespace_map pg_control recovery_target)
 read -r -a TARGETS <<< "${FUZZ_TARGETS:-${ALL_TARGETS[*]}}"
@@ -24,6 +24,7 @@ vectors_for() {
         tree) echo tree.bin chunklist.bin ;;
         key_file) echo key.bin ;;
         config) echo config.bin ;;
+        wal_entry) echo walentry.bin ;;
     esac
 }
 
