@@ -173,6 +173,7 @@ print("first_ms=%.1f" % rows[0][1])
 print("median_ms=%.1f" % (statistics.median(rest) if rest else float("nan")))
 print("p95_ms=%.1f" % (rest[max(0, -(-95 * len(rest) // 100) - 1)] if rest else float("nan")))
 print("maxrss_kib=%d" % max(r[3] for r in rows))
+print("maxrss_rest_kib=%d" % max([r[3] for r in rows[1:]] or [0]))
 print("cpu_s=%.2f" % sum(r[4] for r in rows))
 PY
 )
@@ -224,8 +225,10 @@ CONF
   esac
 }
 
-# tool_get TOOL T SEG DEST: fetch one segment back from the tool's repository
+# tool_get TOOL T SEG DEST: fetch one segment back from the tool's repository, from the data
+# directory as the server's restore_command runs (pgcairn finds the cluster's system id there)
 tool_get() {
+  cd "$2/pgdata" || return 2
   case $1 in
   pgcairn-*)    as_pg "$PGCAIRN_BIN" --repo "$2/repo" --password-file "$PASSFILE" --cache-dir "$2/cache" archive-get "$3" "$4";;
   pgbackrest-*) as_pg pgbackrest --config="$2/pgbackrest.conf" --stanza=bench --no-archive-async archive-get "$3" "$4";;
@@ -240,8 +243,8 @@ wait_locks() {
 }
 
 CSV=$W/results.csv
-echo "tool,segments,MB,total_s,MB_s,segments_s,first_ms,median_ms,p95_ms,repo_MiB,peak_RSS_MiB,calls_cpu_s,host_cpu_s,check" > "$CSV"
-skip_row() { log "$1: skipped: $2"; echo "$1,skipped: $2,,,,,,,,,,,," >> "$CSV"; }
+echo "tool,segments,MB,total_s,MB_s,segments_s,first_ms,median_ms,p95_ms,repo_MiB,peak_RSS_MiB,peak_RSS_after_first_MiB,calls_cpu_s,host_cpu_s,check" > "$CSV"
+skip_row() { log "$1: skipped: $2"; echo "$1,skipped: $2,,,,,,,,,,,,," >> "$CSV"; }
 
 run_tool() {
   local tool=$1 T=$W/t/$1 cmd seg sum h0 h1 check
@@ -256,17 +259,17 @@ run_tool() {
     : > "$T/pgdata/pg_wal/archive_status/$seg.ready"
   done < "$W/segments.txt"
   chown -R "$PG_USER:$PG_USER" "$T/pgdata/pg_wal"
-  cmd=$(tool_setup "$tool" "$T") || { log "$tool: setup failed"; tail -5 "$T/log/setup.log" >&2; echo "$tool,setup FAILED,,,,,,,,,,,," >> "$CSV"; return 0; }
+  cmd=$(tool_setup "$tool" "$T") || { log "$tool: setup failed"; tail -5 "$T/log/setup.log" >&2; echo "$tool,setup FAILED,,,,,,,,,,,,," >> "$CSV"; return 0; }
   echo "$cmd" > "$T/command"
 
   drop_caches; wait_quiet
   log "$tool: $N segments: $cmd"
   h0=$(host_busy)
   sum=$(cd "$T/pgdata" && as_pg python3 -c "$DRIVER" "$cmd" "$W/segments.txt" "$T/calls.tsv" "$T/log/calls.log") \
-    || { log "$tool: driver FAILED"; echo "$tool,driver FAILED,,,,,,,,,,,," >> "$CSV"; return 0; }
+    || { log "$tool: driver FAILED"; echo "$tool,driver FAILED,,,,,,,,,,,,," >> "$CSV"; return 0; }
   h1=$(host_busy)
   wait_locks "$T"
-  local calls ok total_s sum_s first_ms median_ms p95_ms maxrss_kib cpu_s
+  local calls ok total_s sum_s first_ms median_ms p95_ms maxrss_kib maxrss_rest_kib cpu_s
   eval "$(printf '%s\n' "$sum" | grep -E '^[a-z0-9_]+=[0-9.na-]+$')"
 
   # Is the archive complete and right?
@@ -281,7 +284,7 @@ run_tool() {
     local got=0 bad=0 nf=0 rc
     local sample; mapfile -t sample < <(sed -n "2p;$((N / 2))p;${N}p" "$W/segments.txt")
     for seg in "${sample[@]}"; do
-      rc=0; tool_get "$tool" "$T" "$seg" "$T/get/$seg" < /dev/null >> "$T/log/get.log" 2>&1 || rc=$?
+      rc=0; (tool_get "$tool" "$T" "$seg" "$T/get/$seg") < /dev/null >> "$T/log/get.log" 2>&1 || rc=$?
       if [ "$rc" = 0 ]; then
         if cmp -s "$CORPUS/$seg" "$T/get/$seg"; then got=$((got + 1)); else bad=$((bad + 1)); fi
       elif [ "$rc" = 1 ]; then nf=$((nf + 1)); else bad=$((bad + 1)); fi
@@ -293,7 +296,7 @@ run_tool() {
   local host_cpu mb
   host_cpu=$(awk -v a="$h0" -v b="$h1" 'BEGIN{printf "%.1f", b-a}')
   mb=$(awk -v n="$ok" -v s="$SEG_BYTES" 'BEGIN{printf "%.0f", n*s/1e6}')
-  echo "$tool,$ok,$mb,$total_s,$(awk -v m="$mb" -v t="$total_s" 'BEGIN{printf "%.1f", m/t}'),$(awk -v n="$ok" -v t="$total_s" 'BEGIN{printf "%.1f", n/t}'),$first_ms,$median_ms,$p95_ms,$(mib "$(bytes "$T/repo")"),$(awk -v k="$maxrss_kib" 'BEGIN{printf "%.0f", k/1024}'),$cpu_s,$host_cpu,$check${M_NOISY:-}" >> "$CSV"
+  echo "$tool,$ok,$mb,$total_s,$(awk -v m="$mb" -v t="$total_s" 'BEGIN{printf "%.1f", m/t}'),$(awk -v n="$ok" -v t="$total_s" 'BEGIN{printf "%.1f", n/t}'),$first_ms,$median_ms,$p95_ms,$(mib "$(bytes "$T/repo")"),$(awk -v k="$maxrss_kib" 'BEGIN{printf "%.0f", k/1024}'),$(awk -v k="$maxrss_rest_kib" 'BEGIN{printf "%.0f", k/1024}'),$cpu_s,$host_cpu,$check${M_NOISY:-}" >> "$CSV"
   log "$tool: $total_s s (calls alone $sum_s s), first $first_ms ms, median $median_ms ms, p95 $p95_ms ms; $check"
 }
 
@@ -325,9 +328,9 @@ ratio_rows() {   # pgcairn-X / pgbackrest-X for total s, median ms, repo MiB, pe
   echo "Driver: one archive_command at a time in name order, cwd = data directory, %p = pg_wal/<seg>;" \
        "page cache $([ "$DROP_CACHES" = 1 ] && echo dropped || echo NOT dropped) before each tool. MB = 10^6 bytes."
   echo
-  echo "| tool | segments | MB | total s | MB/s | segments/s | first call ms | median ms | p95 ms | repo MiB | peak RSS MiB | CPU s (calls) | host CPU s | check |"
-  echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
-  awk -F, 'NR>1 {r="|"; for(i=1;i<=NF;i++) r=r" "$i" |"; for(;i<=14;i++) r=r" |"; print r}' "$CSV"
+  echo "| tool | segments | MB | total s | MB/s | segments/s | first call ms | median ms | p95 ms | repo MiB | peak RSS MiB | peak RSS after 1st call MiB | CPU s (calls) | host CPU s | check |"
+  echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+  awk -F, 'NR>1 {r="|"; for(i=1;i<=NF;i++) r=r" "$i" |"; for(;i<=15;i++) r=r" |"; print r}' "$CSV"
   echo
   echo "| pgcairn / pgBackRest | total s | median ms | repo MiB | peak RSS MiB |"
   echo "|---|---|---|---|---|"
