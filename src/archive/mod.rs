@@ -4,6 +4,7 @@
 pub mod get;
 pub mod prefetch;
 pub mod push;
+pub mod spool;
 pub mod window;
 
 use std::path::{Path, PathBuf};

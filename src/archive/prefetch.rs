@@ -18,14 +18,13 @@
 //! the queue needs no metadata of its own to be kept right. Anything wrong with the queue
 //! means a direct fetch, never a failure.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::ErrorKind as IoErrorKind;
-use std::os::fd::AsRawFd;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::get;
+use super::spool::{Spool, WorkerLock};
 use crate::error::{Error, Result};
 use crate::pg::wal;
 use crate::repo::IndexedRepository;
@@ -35,9 +34,7 @@ use crate::repo::walcat::WalEntry;
 /// of local disk.
 pub const MAX_DEPTH: u32 = 256;
 
-const LOCK_FILE: &str = ".lock";
 const SERVED_FILE: &str = ".served";
-pub const LOG_FILE: &str = "worker.log";
 /// Marks a file still being written (by the worker whose pid follows).
 const TEMP_MARK: &str = ".tmp-";
 
@@ -102,12 +99,8 @@ impl Window {
 
 /// The prefetch queue of one cluster in one repository.
 pub struct Queue {
+    spool: Spool,
     dir: PathBuf,
-}
-
-/// Held while the worker fills the queue; the flock goes with the file.
-pub struct QueueLock {
-    _file: File,
 }
 
 /// How a fill ended.
@@ -126,14 +119,9 @@ impl Queue {
     /// The queue directory for cluster `cluster` of the repository at `location`, under the
     /// cache directory `cache_base`. Nothing is created.
     pub fn new(cache_base: &Path, location: &str, cluster: u64) -> Queue {
-        // Named like the key cache: the location may hold characters a file name cannot.
-        let hash = blake3::hash(location.as_bytes()).to_hex();
-        Queue {
-            dir: cache_base
-                .join("prefetch")
-                .join(&hash[..32])
-                .join(cluster.to_string()),
-        }
+        let spool = Spool::new(cache_base, "prefetch", location, cluster);
+        let dir = spool.dir().to_path_buf();
+        Queue { spool, dir }
     }
 
     pub fn dir(&self) -> &Path {
@@ -142,18 +130,11 @@ impl Queue {
 
     /// Creates the queue directory (user-only) if it is not there.
     pub fn create(&self) -> Result<()> {
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&self.dir)
-            .map_err(Error::io_at("creating the prefetch queue", &self.dir))?;
-        // `mode` applies only to directories it creates; an existing one is made private too.
-        fs::set_permissions(&self.dir, fs::Permissions::from_mode(0o700))
-            .map_err(Error::io_at("setting permissions of", &self.dir))
+        self.spool.create()
     }
 
     fn path_of(&self, name: &str) -> PathBuf {
-        self.dir.join(name)
+        self.spool.path_of(name)
     }
 
     fn is_queued(&self, name: &str) -> bool {
@@ -236,7 +217,7 @@ impl Queue {
     /// timeline, or beyond it), and files left half-written when `locked` says no worker
     /// can be writing them. Returns the segments of the window that are not queued. Files
     /// pgcairn did not name are left alone.
-    pub fn clean(&self, window: &Window, locked: Option<&QueueLock>) -> Result<Vec<String>> {
+    pub fn clean(&self, window: &Window, locked: Option<&WorkerLock>) -> Result<Vec<String>> {
         let entries = fs::read_dir(&self.dir).map_err(Error::io_at("listing", &self.dir))?;
         for dir_entry in entries {
             let dir_entry = dir_entry.map_err(Error::io_at("listing", &self.dir))?;
@@ -272,24 +253,8 @@ impl Queue {
     }
 
     /// The worker lock, or `None` while a worker holds it.
-    pub fn try_lock(&self) -> Result<Option<QueueLock>> {
-        let path = self.path_of(LOCK_FILE);
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(Error::io_at("opening", &path))?;
-        // SAFETY: flock only reads the descriptor, which `file` keeps open.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
-            return Ok(Some(QueueLock { _file: file }));
-        }
-        let err = std::io::Error::last_os_error();
-        if err.kind() == IoErrorKind::WouldBlock {
-            return Ok(None);
-        }
-        Err(Error::local_io(err, format!("locking {}", path.display())))
+    pub fn try_lock(&self) -> Result<Option<WorkerLock>> {
+        self.spool.try_lock()
     }
 
     /// The worker: queues the missing segments of the window, in order, following the window
@@ -297,7 +262,7 @@ impl Queue {
     /// next. `report` hears of each segment queued.
     pub fn fill(
         &self,
-        lock: &QueueLock,
+        lock: &WorkerLock,
         repo: &mut IndexedRepository,
         cluster: u64,
         start: &Window,

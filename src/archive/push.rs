@@ -46,6 +46,19 @@ pub struct PushReport {
     pub outcome: PushOutcome,
 }
 
+/// Asks the kernel to start reading the whole file now, so that the disk works while the
+/// repository is being opened (a segment no longer in the page cache costs as much to read as
+/// to compress). Only a hint: errors are left to the real read.
+pub fn read_ahead(path: &Path) {
+    use std::os::fd::AsRawFd;
+    if let Ok(file) = File::open(path) {
+        // SAFETY: posix_fadvise only reads its arguments; the descriptor is open.
+        unsafe {
+            libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_WILLNEED);
+        }
+    }
+}
+
 /// Archives the WAL file at `path` for cluster `cluster` (`None`: the cluster the segment's
 /// header names; history files need it given).
 pub fn push(

@@ -2,16 +2,14 @@
 //! also keeps the next N segments in a local queue, filled by a background worker
 //! (`archive-get-fill-queue`, hidden).
 
-use std::fs::File;
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+
 use std::time::Duration;
 
 use clap::Args;
 
 use super::GlobalOptions;
-use crate::archive::{self, prefetch};
+use crate::archive::{self, prefetch, spool};
 use crate::error::{Error, Result};
 use crate::repo::IndexedRepository;
 use crate::repo::cache;
@@ -198,10 +196,7 @@ fn refill(
     spawn_worker(global, queue, cluster, served, window)
 }
 
-/// Starts the worker and returns at once: the server waits for restore_command, and the
-/// worker must neither delay its exit nor die with it. It gets no terminal and no pipe of
-/// ours (output goes to the queue's log) and its own process group, so signals the server
-/// sends to restore_command's group do not reach it.
+/// Starts the worker (see [`super::worker::spawn_detached`]).
 fn spawn_worker(
     global: &GlobalOptions,
     queue: &prefetch::Queue,
@@ -209,33 +204,17 @@ fn spawn_worker(
     served: &str,
     window: &prefetch::Window,
 ) -> Result<()> {
-    let exe = std::env::current_exe()
-        .map_err(|e| Error::local(format!("finding pgcairn's own executable: {e}")))?;
-    let log_path = queue.dir().join(prefetch::LOG_FILE);
-    let log = File::create(&log_path).map_err(Error::io_at("creating", &log_path))?;
-    let log_err = log
-        .try_clone()
-        .map_err(Error::io_at("opening", &log_path))?;
-    let mut command = Command::new(&exe);
-    command
-        .args(global.to_args())
-        .arg(FILL_QUEUE_COMMAND)
-        .arg("--system-id")
-        .arg(cluster.to_string())
-        .arg("--segment-size")
-        .arg(window.segment_size().to_string())
-        .arg("--prefetch")
-        .arg(window.depth().to_string())
-        .arg(served)
-        .stdin(Stdio::null())
-        .stdout(log)
-        .stderr(log_err)
-        .process_group(0);
-    // Not waited for: it outlives this process, which is what it is for.
-    command
-        .spawn()
-        .map_err(|e| Error::local(format!("starting {}: {e}", exe.display())))?;
-    Ok(())
+    let args: Vec<std::ffi::OsString> = vec![
+        FILL_QUEUE_COMMAND.into(),
+        "--system-id".into(),
+        cluster.to_string().into(),
+        "--segment-size".into(),
+        window.segment_size().to_string().into(),
+        "--prefetch".into(),
+        window.depth().to_string().into(),
+        served.into(),
+    ];
+    super::worker::spawn_detached(global, &queue.dir().join(spool::LOG_FILE), &args)
 }
 
 /// The worker: fills the queue and exits. Its output goes to the queue's log.

@@ -44,6 +44,7 @@ pub fn run(global: &GlobalOptions, args: &ArchivePushArgs) -> Result<()> {
     let interrupted = super::interrupt::install()?;
     let cluster =
         archive::resolve_cluster(args.system_id, args.pgdata.as_deref(), Some(&args.wal_path))?;
+    archive::push::read_ahead(&args.wal_path);
     let repo = global.open_for_wal(INDEX_MAX_AGE)?;
     let report = archive::push::push(&repo, &args.wal_path, cluster, &interrupted)?;
     match report.outcome {

@@ -15,5 +15,6 @@ pub mod progress;
 pub mod repair;
 pub mod restore;
 pub mod snapshots;
+pub mod worker;
 
 pub use global::GlobalOptions;
