@@ -45,6 +45,8 @@ enum Command {
     Restore(cli::restore::RestoreArgs),
     /// Archive a WAL file for the server's archive_command.
     ArchivePush(cli::archive_push::ArchivePushArgs),
+    #[command(name = cli::archive_push::WORKER_COMMAND, hide = true)]
+    ArchivePushWorker(cli::archive_push::WorkerArgs),
     /// Fetch a WAL file for the server's restore_command (exit 1: not in the repository).
     ArchiveGet(cli::archive_get::ArchiveGetArgs),
     /// Fill archive-get's prefetch queue (started by archive-get --prefetch).
@@ -84,6 +86,7 @@ fn main() {
         Command::Snapshots(args) => cli::snapshots::run(&global, args),
         Command::Info(args) => cli::info::run(&global, args),
         Command::ArchivePush(args) => cli::archive_push::run(&global, args),
+        Command::ArchivePushWorker(args) => cli::archive_push::run_worker(&global, args),
         Command::ArchiveGet(args) => cli::archive_get::run(&global, args),
         Command::ArchiveGetFillQueue(args) => cli::archive_get::run_fill_queue(&global, args),
         Command::Key(command) => cli::key::run(&global, command),

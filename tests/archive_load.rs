@@ -157,3 +157,59 @@ fn archive_push_killed_at_random_moments_loses_nothing() {
         names.len()
     );
 }
+
+#[test]
+fn async_archiving_archives_ahead_and_every_file_comes_back() {
+    let cairn = Cairn::new();
+    let conf = [
+        "archive_mode = on".to_string(),
+        format!(
+            "archive_command = '{} --repo {} --password-file {} --cache-dir {} -v archive-push \
+             --async %p'",
+            env!("CARGO_BIN_EXE_pgcairn"),
+            cairn.repo().display(),
+            cairn.password_file().display(),
+            cairn.path("cache").display()
+        ),
+        "wal_keep_size = '1GB'".to_string(),
+    ];
+    let conf: Vec<&str> = conf.iter().map(String::as_str).collect();
+    let Some(cluster) = Cluster::started_checksummed(15, &conf) else {
+        return;
+    };
+    let system_id = cluster.sql_one_string("SELECT system_identifier FROM pg_control_system()");
+    cluster.pgbench_init(5);
+    cluster.pgbench(&["-c", "2", "-j", "2", "-t", "1000", "-n"]);
+    let last = wait_caught_up(&cluster);
+    let failed: i64 = cluster.sql("SELECT failed_count FROM pg_stat_archiver")[0].get(0);
+    assert_eq!(failed, 0, "archive_command failed:\n{}", cluster.log());
+    assert!(
+        cluster.log().contains("archived by the background worker"),
+        "no call was served by the worker:\n{}",
+        cluster.log()
+    );
+
+    let mut names: Vec<String> = std::fs::read_dir(cluster.pgdata().join("pg_wal"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.len() == 24 && n.as_str() <= last.as_str())
+        .collect();
+    names.sort();
+    assert!(names.len() >= 5, "{names:?}");
+    let fetched = cairn.path("fetched");
+    for name in &names {
+        let out = cairn.run(&[
+            OsString::from("archive-get"),
+            "--system-id".into(),
+            system_id.clone().into(),
+            name.into(),
+            fetched.clone().into(),
+        ]);
+        assert_success(&out, &format!("archive-get {name}"));
+        assert!(
+            std::fs::read(&fetched).unwrap()
+                == std::fs::read(cluster.pgdata().join("pg_wal").join(name)).unwrap(),
+            "{name} came back different"
+        );
+    }
+}

@@ -1,6 +1,7 @@
 //! WAL archiving: `archive-push` stores the files PostgreSQL's `archive_command` hands over in
 //! the WAL catalogue, `archive-get` serves them back to `restore_command`.
 
+pub mod ahead;
 pub mod get;
 pub mod prefetch;
 pub mod push;
@@ -24,7 +25,7 @@ fn classify(name: &str) -> Option<wal::WalFileName> {
 
 /// The data directory a WAL path sits in: `pg_wal/NAME` relative to the server's working
 /// directory (how `%p` is given) or absolute.
-fn data_dir_of(wal_path: &Path) -> Option<PathBuf> {
+pub fn data_dir_of(wal_path: &Path) -> Option<PathBuf> {
     let dir = wal_path.parent()?;
     if dir.file_name()? != "pg_wal" {
         return None;

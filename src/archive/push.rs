@@ -22,6 +22,10 @@ use crate::pg::walscan;
 use crate::repo::IndexedRepository;
 use crate::repo::walcat::{RestorePoint, WalEntry, WalSummary};
 
+/// How stale the index cache of archive-push may be (format-spec §13): a fresher cache
+/// deduplicates better; listing the index on every call would cost more than the segment.
+pub const INDEX_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// Files up to this size are read whole (and their records scanned); larger segments, which
 /// `initdb --wal-segsize` allows up to 1 GiB, are streamed.
 const WHOLE_FILE_LIMIT: u64 = 64 << 20;

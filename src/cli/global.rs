@@ -29,7 +29,7 @@ pub struct GlobalOptions {
     pub password_file: Option<PathBuf>,
 
     /// TOML file with the same settings (repo, password_file, cache_dir, key_cache), and
-    /// archive_get_prefetch (archive-get --prefetch).
+    /// archive_get_prefetch (archive-get --prefetch) and archive_async (archive-push --async).
     #[arg(long, global = true, env = "PGCAIRN_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
 
@@ -53,6 +53,10 @@ pub struct GlobalOptions {
     /// `archive_get_prefetch` from the config file: archive-get's --prefetch when not given.
     #[arg(skip)]
     pub archive_get_prefetch: Option<u32>,
+
+    /// `archive_async = true` in the config file: archive-push as with --async.
+    #[arg(skip)]
+    pub archive_async: bool,
 }
 
 /// The settings a config file may hold.
@@ -64,6 +68,7 @@ struct ConfigFile {
     cache_dir: Option<PathBuf>,
     key_cache: Option<bool>,
     archive_get_prefetch: Option<u32>,
+    archive_async: Option<bool>,
 }
 
 impl GlobalOptions {
@@ -84,6 +89,7 @@ impl GlobalOptions {
         self.cache_dir = self.cache_dir.or(file.cache_dir.map(|p| base.join(p)));
         self.no_key_cache |= file.key_cache == Some(false);
         self.archive_get_prefetch = file.archive_get_prefetch;
+        self.archive_async = file.archive_async.unwrap_or(false);
         Ok(self)
     }
 

@@ -513,6 +513,11 @@ impl Repository {
         walcat::entry_name(&self.keys.chunk_id, system_identifier, name)
     }
 
+    /// Where the catalogue entry of WAL file `name` of a cluster is (or would be) stored.
+    pub fn wal_entry_path(&self, system_identifier: u64, name: &str) -> String {
+        layout::wal_entry(&self.wal_entry_name(system_identifier, name))
+    }
+
     /// The catalogue entry for WAL file `name` of a cluster, or `None` when storage positively
     /// has no such entry.
     pub fn load_wal_entry(&self, system_identifier: u64, name: &str) -> Result<Option<WalEntry>> {
@@ -578,11 +583,7 @@ impl Repository {
         max_age: std::time::Duration,
     ) -> Result<IndexedRepository> {
         let mut indexed = self.open_cache(cache_dir)?;
-        let synced = indexed.cache_mut().synced_ns()?;
-        let age_ns = synced.map(|t| crate::clock::now_ns().saturating_sub(t));
-        if age_ns.is_none_or(|age| age < 0 || age as u128 > max_age.as_nanos()) {
-            indexed.sync_cache()?;
-        }
+        indexed.sync_cache_if_older(max_age)?;
         Ok(indexed)
     }
 
@@ -609,6 +610,16 @@ impl Repository {
 }
 
 impl IndexedRepository {
+    /// [`Self::sync_cache`] if the cache was last synced more than `max_age` ago.
+    pub fn sync_cache_if_older(&mut self, max_age: std::time::Duration) -> Result<()> {
+        let synced = self.cache_mut().synced_ns()?;
+        let age_ns = synced.map(|t| crate::clock::now_ns().saturating_sub(t));
+        if age_ns.is_none_or(|age| age < 0 || age as u128 > max_age.as_nanos()) {
+            self.sync_cache()?;
+        }
+        Ok(())
+    }
+
     /// Adds index files that appeared on storage, forgets those that vanished. A damaged index
     /// file is an error (`repair index` replaces it).
     pub fn sync_cache(&mut self) -> Result<()> {
