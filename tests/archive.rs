@@ -6,46 +6,17 @@ mod common;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::archiving::{switch_wal_and_wait_archived, wait_archived};
 use common::cairn::{Cairn, assert_code, assert_success, code, json, stderr, write_owned};
 use common::pg::{Cluster, give_to_cluster_owner, owned_temp_dir};
 
 /// Switches WAL after some writes and waits until the server has archived the segment it
 /// switched away from; returns that segment's name.
-fn switch_and_wait_archived(cluster: &Cluster) -> String {
+fn write_and_switch(cluster: &Cluster) -> String {
     cluster.execute("INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 2000) g");
-    let name = cluster.sql_one_string("SELECT pg_walfile_name(pg_switch_wal())");
-    wait_archived(cluster, &name);
-    name
-}
-
-fn wait_archived(cluster: &Cluster, name: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let last =
-            cluster.sql_one_string("SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver");
-        if last.as_str() >= name {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{name} was not archived within 60 s; pg_stat_archiver: {}\n{}",
-            cluster.sql_one_string("SELECT row(s.*)::text FROM pg_stat_archiver s"),
-            cluster.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn archive_get(cairn: &Cairn, system_id: &str, name: &str, dest: &Path) -> std::process::Output {
-    cairn.run(&[
-        OsString::from("archive-get"),
-        "--system-id".into(),
-        system_id.into(),
-        name.into(),
-        dest.into(),
-    ])
+    switch_wal_and_wait_archived(cluster)
 }
 
 fn archive_push(cairn: &Cairn, pgdata: &Path, file: &Path) -> std::process::Output {
@@ -82,8 +53,8 @@ fn archived_wal_comes_back_exactly_and_is_never_replaced() {
     };
     let system_id = cluster.sql_one_string("SELECT system_identifier FROM pg_control_system()");
     cluster.execute("CREATE TABLE t (id int, v text)");
-    let first = switch_and_wait_archived(&cluster);
-    let second = switch_and_wait_archived(&cluster);
+    let first = write_and_switch(&cluster);
+    let second = write_and_switch(&cluster);
 
     // The backup waits for its WAL to be archived and takes the archived copies.
     let backup = cairn.backup_json(&cluster, &[]);
@@ -95,7 +66,7 @@ fn archived_wal_comes_back_exactly_and_is_never_replaced() {
     let dest = owned_temp_dir();
     for name in [&first, &second, &stop_wal] {
         let got = dest.path().join(name);
-        let out = archive_get(&cairn, &system_id, name, &got);
+        let out = cairn.archive_get(&system_id, name, &got);
         assert_success(&out, &format!("archive-get {name}"));
         let original = std::fs::read(cluster.pgdata().join("pg_wal").join(name)).unwrap();
         assert!(
@@ -135,10 +106,7 @@ fn archived_wal_comes_back_exactly_and_is_never_replaced() {
         assert!(stderr(&out).contains(sum), "{sum} not in: {}", stderr(&out));
     }
     let got = dest.path().join("again");
-    assert_success(
-        &archive_get(&cairn, &system_id, &first, &got),
-        "archive-get",
-    );
+    assert_success(&cairn.archive_get(&system_id, &first, &got), "archive-get");
     assert!(std::fs::read(&got).unwrap() == std::fs::read(&segment).unwrap());
 
     // Files that are not WAL, or not whole, or of another cluster: refused, nothing stored.
@@ -194,7 +162,7 @@ fn archived_wal_comes_back_exactly_and_is_never_replaced() {
 
     // archive-get: "not found" only when the archive positively lacks the file.
     let missing = dest.path().join("missing");
-    let out = archive_get(&cairn, &system_id, unused, &missing);
+    let out = cairn.archive_get(&system_id, unused, &missing);
     assert_code(&out, 1, "archive-get of a segment never archived");
     assert!(!missing.exists());
     let out = cairn.run(&[
@@ -218,7 +186,7 @@ fn archive_get_failures_stop_recovery_instead_of_ending_it() {
     let system_id = cluster.sql_one_string("SELECT system_identifier FROM pg_control_system()");
     cluster.execute("CREATE TABLE t (id int, v text)");
     let backup = cairn.backup_json(&cluster, &[]);
-    let archived = switch_and_wait_archived(&cluster);
+    let archived = write_and_switch(&cluster);
     assert!(archived.as_str() > backup["stop_wal"].as_str().unwrap());
     let dest = owned_temp_dir();
 
@@ -239,7 +207,7 @@ fn archive_get_failures_stop_recovery_instead_of_ending_it() {
         .unwrap();
     assert_success(&out, "key remove");
     let got = dest.path().join("got");
-    let out = archive_get(&cairn, &system_id, &archived, &got);
+    let out = cairn.archive_get(&system_id, &archived, &got);
     assert_code(
         &out,
         153,
@@ -247,7 +215,7 @@ fn archive_get_failures_stop_recovery_instead_of_ending_it() {
     );
     write_owned(&cairn.password_file(), "another password\n");
     assert_success(
-        &archive_get(&cairn, &system_id, &archived, &got),
+        &cairn.archive_get(&system_id, &archived, &got),
         "archive-get",
     );
 
@@ -263,7 +231,7 @@ fn archive_get_failures_stop_recovery_instead_of_ending_it() {
         std::fs::write(&pack, bytes).unwrap();
     }
     let missing = dest.path().join("corrupt");
-    let out = archive_get(&cairn, &system_id, &archived, &missing);
+    let out = cairn.archive_get(&system_id, &archived, &missing);
     assert_code(&out, 160, "archive-get of a damaged segment");
     assert!(!missing.exists(), "a damaged segment was handed over");
 

@@ -4,31 +4,12 @@
 
 mod common;
 
-use std::ffi::OsString;
 use std::os::unix::fs::PermissionsExt;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::cairn::{Cairn, assert_success, write_owned};
+use common::archiving::switch_wal_and_wait_archived;
+use common::cairn::{Cairn, write_owned};
 use common::pg::{Cluster, give_to_cluster_owner};
-
-/// Waits until the server has archived everything up to the segment it is writing.
-fn wait_caught_up(cluster: &Cluster) -> String {
-    let last = cluster.sql_one_string("SELECT pg_walfile_name(pg_switch_wal())");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let archived =
-            cluster.sql_one_string("SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver");
-        if archived >= last {
-            return last;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "archiving did not catch up with {last} (at {archived}):\n{}",
-            cluster.log()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
 
 fn ready_files(cluster: &Cluster) -> usize {
     std::fs::read_dir(cluster.pgdata().join("pg_wal/archive_status"))
@@ -50,7 +31,7 @@ fn archiving_keeps_up_with_pgbench() {
     };
     cluster.pgbench_init(10);
     // The load's own burst is not the steady state measured here.
-    wait_caught_up(&cluster);
+    switch_wal_and_wait_archived(&cluster);
     let before: i64 = cluster.sql("SELECT archived_count FROM pg_stat_archiver")[0].get(0);
     let mut pgbench = cluster
         .pgbench_command(&["-c", "2", "-j", "2", "-T", "30", "-n"])
@@ -63,7 +44,7 @@ fn archiving_keeps_up_with_pgbench() {
         samples += 1;
         std::thread::sleep(Duration::from_millis(250));
     }
-    let last = wait_caught_up(&cluster);
+    let last = switch_wal_and_wait_archived(&cluster);
     let row = &cluster.sql("SELECT archived_count, failed_count FROM pg_stat_archiver")[0];
     let (archived, failed): (i64, i64) = (row.get(0), row.get(1));
     let during = archived - before;
@@ -127,7 +108,7 @@ fn archive_push_killed_at_random_moments_loses_nothing() {
     let system_id = cluster.sql_one_string("SELECT system_identifier FROM pg_control_system()");
     cluster.pgbench_init(5);
     cluster.pgbench(&["-c", "2", "-j", "2", "-t", "2000", "-n"]);
-    let last = wait_caught_up(&cluster);
+    let last = switch_wal_and_wait_archived(&cluster);
     let failed: i64 = cluster.sql("SELECT failed_count FROM pg_stat_archiver")[0].get(0);
     assert!(failed > 0, "no push was killed: the test proved nothing");
 
@@ -137,21 +118,7 @@ fn archive_push_killed_at_random_moments_loses_nothing() {
         .collect();
     names.sort();
     assert!(names.len() >= 5 && names.last() == Some(&last), "{names:?}");
-    let fetched = cairn.path("fetched");
-    for name in &names {
-        let out = cairn.run(&[
-            OsString::from("archive-get"),
-            "--system-id".into(),
-            system_id.clone().into(),
-            name.into(),
-            fetched.clone().into(),
-        ]);
-        assert_success(&out, &format!("archive-get {name}"));
-        assert!(
-            std::fs::read(&fetched).unwrap() == std::fs::read(saved.join(name)).unwrap(),
-            "{name} came back different from what the server archived"
-        );
-    }
+    cairn.assert_archived_exactly(&system_id, &names, |name| saved.join(name));
     eprintln!(
         "{} files archived, {failed} pushes killed and retried",
         names.len()
@@ -180,7 +147,7 @@ fn async_archiving_archives_ahead_and_every_file_comes_back() {
     let system_id = cluster.sql_one_string("SELECT system_identifier FROM pg_control_system()");
     cluster.pgbench_init(5);
     cluster.pgbench(&["-c", "2", "-j", "2", "-t", "1000", "-n"]);
-    let last = wait_caught_up(&cluster);
+    let last = switch_wal_and_wait_archived(&cluster);
     let failed: i64 = cluster.sql("SELECT failed_count FROM pg_stat_archiver")[0].get(0);
     assert_eq!(failed, 0, "archive_command failed:\n{}", cluster.log());
     assert!(
@@ -196,20 +163,7 @@ fn async_archiving_archives_ahead_and_every_file_comes_back() {
         .collect();
     names.sort();
     assert!(names.len() >= 5, "{names:?}");
-    let fetched = cairn.path("fetched");
-    for name in &names {
-        let out = cairn.run(&[
-            OsString::from("archive-get"),
-            "--system-id".into(),
-            system_id.clone().into(),
-            name.into(),
-            fetched.clone().into(),
-        ]);
-        assert_success(&out, &format!("archive-get {name}"));
-        assert!(
-            std::fs::read(&fetched).unwrap()
-                == std::fs::read(cluster.pgdata().join("pg_wal").join(name)).unwrap(),
-            "{name} came back different"
-        );
-    }
+    cairn.assert_archived_exactly(&system_id, &names, |name| {
+        cluster.pgdata().join("pg_wal").join(name)
+    });
 }

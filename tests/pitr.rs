@@ -16,6 +16,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::archiving::switch_wal_and_wait_archived;
 use common::cairn::{
     Cairn, assert_code, assert_success, new_target, stderr, stdout, str_field, wait_promoted,
 };
@@ -66,26 +67,6 @@ fn restore_point(cluster: &Cluster, name: &str) {
 /// The markers a server holds, in order, comma-separated.
 fn markers(cluster: &Cluster) -> String {
     cluster.sql_one_string("SELECT coalesce(string_agg(n::text, ',' ORDER BY n), '') FROM markers")
-}
-
-/// Switches WAL and waits until the server has archived the segment it switched away from.
-fn switch_and_wait_archived(cluster: &Cluster) {
-    let name = cluster.sql_one_string("SELECT pg_walfile_name(pg_switch_wal())");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let last =
-            cluster.sql_one_string("SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver");
-        if last >= name {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{name} was not archived within 60 s; pg_stat_archiver: {}\n{}",
-            cluster.sql_one_string("SELECT row(s.*)::text FROM pg_stat_archiver s"),
-            cluster.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// A cluster on PostgreSQL 15 archiving into `cairn`, with the markers table; None when 15 is
@@ -274,7 +255,7 @@ fn every_kind_of_target_restores_exactly_the_markers_up_to_it() {
     for n in 1..=2 {
         m.push(mark(&cluster, n));
     }
-    switch_and_wait_archived(&cluster);
+    switch_wal_and_wait_archived(&cluster);
     let first = cairn.backup_json(&cluster, &[]);
     let first_id = str_field(&first, "snapshot").to_string();
     std::thread::sleep(Duration::from_millis(1100));
@@ -292,7 +273,7 @@ fn every_kind_of_target_restores_exactly_the_markers_up_to_it() {
     }
     restore_point(&cluster, "after-7");
     m.push(mark(&cluster, 8));
-    switch_and_wait_archived(&cluster);
+    switch_wal_and_wait_archived(&cluster);
     let at = |n: usize| &m[n - 1];
 
     let case =
@@ -404,7 +385,7 @@ fn a_promoted_timeline_is_archived_and_restored_to() {
     // after the fork, and a second snapshot after them, on timeline 1 only.
     mark(&original, 1);
     mark(&original, 2);
-    switch_and_wait_archived(&original);
+    switch_wal_and_wait_archived(&original);
     let first = cairn.backup_json(&original, &[]);
     let first_id = str_field(&first, "snapshot").to_string();
     let fork = mark(&original, 3);
@@ -413,7 +394,7 @@ fn a_promoted_timeline_is_archived_and_restored_to() {
     let second = cairn.backup_json(&original, &[]);
     let second_id = str_field(&second, "snapshot").to_string();
     mark(&original, 6);
-    switch_and_wait_archived(&original);
+    switch_wal_and_wait_archived(&original);
     original.stop();
 
     // Restored to the fork and promoted onto timeline 2, archiving into the same repository.
@@ -442,7 +423,7 @@ fn a_promoted_timeline_is_archived_and_restored_to() {
     restore_point(promoted, "on-2");
     let eleven = mark(promoted, 11);
     mark(promoted, 12);
-    switch_and_wait_archived(promoted);
+    switch_wal_and_wait_archived(promoted);
     assert_eq!(
         promoted.sql_one_string("SELECT failed_count FROM pg_stat_archiver"),
         "0",

@@ -8,38 +8,13 @@
 mod common;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::archiving::{server_now, switch_wal_and_wait_archived};
 use common::cairn::{
     Cairn, assert_code, assert_success, new_target, stderr, stdout, str_field, wait_promoted,
 };
 use common::pg::Cluster;
-
-/// Switches WAL and waits until the server has archived the segment it switched away from.
-fn switch_and_wait_archived(cluster: &Cluster) {
-    let name = cluster.sql_one_string("SELECT pg_walfile_name(pg_switch_wal())");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let last =
-            cluster.sql_one_string("SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver");
-        if last >= name {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{name} was not archived within 60 s:\n{}",
-            cluster.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// The server's clock now, as a target time in UTC with an explicit offset.
-fn server_now(cluster: &Cluster) -> String {
-    cluster.sql_one_string(
-        "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00'",
-    )
-}
 
 fn preview(cairn: &Cairn, pgdata: &Path, args: &[&str]) -> serde_json::Value {
     let mut all = vec!["restore", "--preview", "--json", "--pgdata"];
@@ -61,7 +36,7 @@ fn targets_pick_snapshots_and_preview_changes_nothing() {
         return;
     };
     cluster.execute("CREATE TABLE marker (note text)");
-    switch_and_wait_archived(&cluster);
+    switch_wal_and_wait_archived(&cluster);
     let first = cairn.backup_json(&cluster, &[]);
     let first_id = str_field(&first, "snapshot").to_string();
 
@@ -72,13 +47,13 @@ fn targets_pick_snapshots_and_preview_changes_nothing() {
     // Commit times are microseconds apart otherwise; the snapshot must finish clearly later.
     std::thread::sleep(Duration::from_millis(50));
     cluster.execute("INSERT INTO marker VALUES ('between-2')");
-    switch_and_wait_archived(&cluster);
+    switch_wal_and_wait_archived(&cluster);
     std::thread::sleep(Duration::from_millis(1100));
     let second = cairn.backup_json(&cluster, &[]);
     let second_id = str_field(&second, "snapshot").to_string();
     cluster.execute("INSERT INTO marker VALUES ('after-2')");
     let after_second = server_now(&cluster);
-    switch_and_wait_archived(&cluster);
+    switch_wal_and_wait_archived(&cluster);
 
     let (_keep, target) = new_target("restored");
 

@@ -10,7 +10,6 @@ use std::sync::atomic::AtomicBool;
 use crate::error::{Error, ErrorKind, Result};
 use crate::repo::IndexedRepository;
 use crate::repo::pack::BlobType;
-use crate::repo::tree::{Node, NodeKind};
 use crate::repo::walcat::WalEntry;
 
 /// Checks `name` is something the server may ask for.
@@ -92,19 +91,8 @@ pub(super) fn write_checked(
     path: &Path,
     interrupted: &AtomicBool,
 ) -> Result<()> {
-    let node = Node {
-        name: entry.name.as_bytes().to_vec(),
-        mode: 0o600,
-        uid: 0,
-        gid: 0,
-        mtime_ns: entry.archived_ns,
-        ctime_ns: entry.archived_ns,
-        inode: 0,
-        kind: NodeKind::File {
-            size: entry.size,
-            content: entry.content.clone(),
-        },
-    };
+    // Owner and group are not restored: the file belongs to whoever runs archive-get.
+    let node = entry.as_node(0, 0);
     crate::restore::restore_file(repo, &node, path, interrupted)?;
     // Every chunk was checked against its id; this checks they are the right chunks.
     if !matches_entry(path, entry)? {

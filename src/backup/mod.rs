@@ -540,17 +540,5 @@ fn walk_wal(
 /// its owner, who also owns the directory.
 fn archived_node(entry: &WalEntry, pg_wal: &std::fs::Metadata) -> Node {
     use std::os::unix::fs::MetadataExt;
-    Node {
-        name: entry.name.as_bytes().to_vec(),
-        mode: 0o600,
-        uid: pg_wal.uid(),
-        gid: pg_wal.gid(),
-        mtime_ns: entry.archived_ns,
-        ctime_ns: entry.archived_ns,
-        inode: 0,
-        kind: NodeKind::File {
-            size: entry.size,
-            content: entry.content.clone(),
-        },
-    }
+    entry.as_node(pg_wal.uid(), pg_wal.gid())
 }

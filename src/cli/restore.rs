@@ -401,6 +401,15 @@ fn plan<'a>(
     target: Target,
 ) -> Result<Plan<'a>> {
     let named = args.snapshot.as_deref().filter(|s| *s != "latest");
+    let resolve_timeline = |sysid| {
+        TimelinePath::resolve(
+            repo,
+            archive,
+            candidates,
+            sysid,
+            args.target_timeline.as_deref(),
+        )
+    };
     let (chosen, timelines) = match named {
         Some(prefix) => {
             let id = repo.find_snapshot(prefix)?;
@@ -417,13 +426,7 @@ fn plan<'a>(
                     id.short()
                 )));
             }
-            let timelines = TimelinePath::resolve(
-                repo,
-                archive,
-                candidates,
-                sysid,
-                args.target_timeline.as_deref(),
-            )?;
+            let timelines = resolve_timeline(sysid)?;
             let aim = aim_of(&target, &timelines, archive, sysid);
             select::check_chosen(&chosen, aim, archive)?;
             if !timelines.reaches(chosen.pg) {
@@ -444,13 +447,7 @@ fn plan<'a>(
         }
         None => {
             let sysid = select::cluster_to_restore(candidates, args.system_id)?;
-            let timelines = TimelinePath::resolve(
-                repo,
-                archive,
-                candidates,
-                sysid,
-                args.target_timeline.as_deref(),
-            )?;
+            let timelines = resolve_timeline(sysid)?;
             let aim = aim_of(&target, &timelines, archive, sysid);
             let chosen =
                 select::choose(candidates, sysid, aim, archive, &|pg| timelines.reaches(pg))?;

@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::object::{ObjectKind, SealedObject};
-use super::tree::ChunkList;
+use super::tree::{ChunkList, Node, NodeKind};
 use crate::crypto::Key32;
 
 /// The object name of the entry for WAL file `name` of cluster `system_identifier` (format-spec
@@ -74,5 +74,23 @@ impl SealedObject for WalEntry {
 impl WalEntry {
     pub fn checksum_hex(&self) -> String {
         hex::encode(self.checksum)
+    }
+
+    /// The file as a snapshot tree entry (a snapshot's `pg_wal/`, or a file to restore):
+    /// private to `uid`, dated when it was archived.
+    pub fn as_node(&self, uid: u32, gid: u32) -> Node {
+        Node {
+            name: self.name.as_bytes().to_vec(),
+            mode: 0o600,
+            uid,
+            gid,
+            mtime_ns: self.archived_ns,
+            ctime_ns: self.archived_ns,
+            inode: 0,
+            kind: NodeKind::File {
+                size: self.size,
+                content: self.content.clone(),
+            },
+        }
     }
 }
