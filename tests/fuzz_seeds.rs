@@ -441,6 +441,7 @@ fn wal_entry_seeds() -> Files {
                 lsn: 0x0300_1000,
             }],
             end_lsn: 0x0300_2000,
+            committed_xids: Some((4_000_000_000, 17)),
         }),
         ..plain.clone()
     };

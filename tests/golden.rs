@@ -239,6 +239,7 @@ fn build() -> (Vec<(&'static str, Vec<u8>)>, Expected) {
                 lsn: 0x0000_0003_2800_1000,
             }],
             end_lsn: 0x0000_0003_2800_2000,
+            committed_xids: Some((4_000_000_000, 17)),
         }),
     };
     let wal_entry_file = wal_entry.seal(&keys.data, &mut rng).unwrap();

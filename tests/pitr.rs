@@ -326,11 +326,10 @@ fn every_kind_of_target_restores_exactly_the_markers_up_to_it() {
             &second_id,
             "1,2,3,4,5,6",
         ),
-        // pgcairn cannot tell where an xid lies: a target before the newest snapshot needs
-        // the snapshot named.
+        // The archive's segment summaries place the xid's commit between the snapshots.
         case(
-            "xid between the snapshots, first snapshot named",
-            Some(&first_id),
+            "xid between the snapshots",
+            None,
             args(&["--target-xid", &at(4).xid]),
             Action::Promote,
             &first_id,

@@ -298,6 +298,7 @@ fn summarize(data: &[u8], header: &LongPageHeader) -> WalSummary {
             })
             .collect(),
         end_lsn: scanned.end_of_valid_records.0,
+        committed_xids: scanned.committed_xids.map(|r| (r.low, r.high)),
     }
 }
 

@@ -428,6 +428,7 @@ pub(crate) mod tests {
                 last_commit_us: Some(s * 1_000_000),
                 restore_points: Vec::new(),
                 end_lsn: segno * SEG + 0x800,
+                committed_xids: None,
             }),
         )
     }

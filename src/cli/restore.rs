@@ -41,8 +41,9 @@ Examples:
 Which snapshot: without SNAPSHOT (or with `latest`), a time or LSN target picks the newest
 snapshot consistent at or before the target (its stop LSN, the time it finished), and so does
 a restore point the archived WAL's scans found (on the way to the target timeline; the newest
-of that name); any other target (an xid: name the snapshot when it lies before the newest
-one), or none, picks the newest snapshot. Only restorable snapshots count (every WAL segment
+of that name), and an xid, by the first archived segment whose commits span it (a prepared
+transaction's, or one committed in a snapshot's own stop segment, cannot be placed: then the
+newest snapshot is taken, and an older one must be named); no target picks the newest. Only restorable snapshots count (every WAL segment
 the snapshot needs is in the snapshot or the archive; `pgcairn snapshots` shows which are), and
 only those on the history of the target timeline. A repository holding several clusters needs
 --system-id. A SNAPSHOT named with a time or LSN target earlier than its consistency point is
@@ -226,6 +227,8 @@ struct Target {
     aim: Aim,
     /// Where replay is expected to end.
     end: WalEnd,
+    /// `--target-xid`: the transaction, whose commit the archive's summaries may place.
+    xid: Option<u32>,
 }
 
 impl Target {
@@ -234,6 +237,7 @@ impl Target {
             recovery: Some(recovery),
             aim,
             end,
+            xid: None,
         };
         Ok(if let Some(text) = &args.target_time {
             let time = parse_target_time(text)?;
@@ -250,11 +254,15 @@ impl Target {
                 WalEnd::Lsn(lsn),
             )
         } else if let Some(text) = &args.target_xid {
-            target(
-                RecoveryTarget::Xid(parse_target_xid(text)?.text()),
-                Aim::Newest,
-                WalEnd::EndOfArchive,
-            )
+            let xid = parse_target_xid(text)?;
+            Target {
+                xid: Some(xid.xid),
+                ..target(
+                    RecoveryTarget::Xid(xid.text()),
+                    Aim::Newest,
+                    WalEnd::EndOfArchive,
+                )
+            }
         } else if let Some(text) = &args.target_name {
             let name = parse_target_name(text)?.to_string();
             target(
@@ -269,6 +277,7 @@ impl Target {
                 recovery: None,
                 aim: Aim::Newest,
                 end: WalEnd::EndOfArchive,
+                xid: None,
             }
         })
     }
@@ -373,15 +382,15 @@ impl TimelinePath {
 /// it on the way to the target timeline (a snapshot consistent after it could not stop there);
 /// else what the target says.
 fn aim_of(target: &Target, timelines: &TimelinePath, archive: &WalIndex, system_id: u64) -> Aim {
-    match &target.end {
-        WalEnd::RestorePoint(name) => {
-            select::restore_point_lsn(archive, system_id, name, &|timeline, lsn| {
-                timelines.reads(timeline, lsn)
-            })
-            .map_or(target.aim, Aim::Lsn)
+    let on_path = |timeline, lsn| timelines.reads(timeline, lsn);
+    let found = match (&target.end, target.xid) {
+        (WalEnd::RestorePoint(name), _) => {
+            select::restore_point_lsn(archive, system_id, name, &on_path)
         }
-        _ => target.aim,
-    }
+        (_, Some(xid)) => select::xid_commit_lsn(archive, system_id, xid, &on_path),
+        _ => None,
+    };
+    found.map_or(target.aim, Aim::Lsn)
 }
 
 /// What a restore will do, computed before anything is written.
@@ -449,8 +458,16 @@ fn plan<'a>(
             let sysid = select::cluster_to_restore(candidates, args.system_id)?;
             let timelines = resolve_timeline(sysid)?;
             let aim = aim_of(&target, &timelines, archive, sysid);
+            let reaches = |pg: &PostgresBackup| timelines.reaches(pg);
             let chosen =
-                select::choose(candidates, sysid, aim, archive, &|pg| timelines.reaches(pg))?;
+                select::choose(candidates, sysid, aim, archive, &reaches).or_else(|e| {
+                    // Summaries place an xid only to the segment: when no snapshot ends before that
+                    // segment starts, the newest is the best guess, as without summaries.
+                    match target.xid {
+                        Some(_) => select::choose(candidates, sysid, target.aim, archive, &reaches),
+                        None => Err(e),
+                    }
+                })?;
             (chosen, timelines)
         }
     };

@@ -69,6 +69,31 @@ pub struct RestorePoint {
     pub lsn: Lsn,
 }
 
+/// A span of 32-bit transaction ids, in the modulo-2^32 order PostgreSQL compares them in
+/// (`TransactionIdPrecedes`): from `low` forward to `high`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct XidRange {
+    pub low: u32,
+    pub high: u32,
+}
+
+impl XidRange {
+    /// The span grown to cover `xid`, by whichever end is nearer in modulo-2^32 order.
+    fn including(self, xid: u32) -> XidRange {
+        if self.contains(xid) {
+            self
+        } else if xid.wrapping_sub(self.high) < self.low.wrapping_sub(xid) {
+            XidRange { high: xid, ..self }
+        } else {
+            XidRange { low: xid, ..self }
+        }
+    }
+
+    pub fn contains(&self, xid: u32) -> bool {
+        xid.wrapping_sub(self.low) <= self.high.wrapping_sub(self.low)
+    }
+}
+
 /// What [`summarize_segment`] found.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SegmentSummary {
@@ -81,6 +106,8 @@ pub struct SegmentSummary {
     /// Commit time of the last commit record, in WAL order.
     pub last_commit_time: Option<i64>,
     pub restore_points: Vec<RestorePoint>,
+    /// The transactions the segment's commit records commit (prepared ones aside).
+    pub committed_xids: Option<XidRange>,
     /// Where the last valid record ends: the first byte of the first record that is invalid,
     /// incomplete or missing (zero length, bad CRC, broken `xl_prev` link, or running past the
     /// input, as the last record of a segment usually continues into the next one). After an
@@ -134,11 +161,20 @@ pub fn summarize_segment(bytes: &[u8], segment_start: Lsn, block_size: usize) ->
         prev_start = Some(start_lsn.0);
         summary.end_of_valid_records = reader.lsn(end);
         match parsed.kind(&record) {
-            Found::Commit(pg_time) => {
+            Found::Commit(pg_time, xid) => {
                 let time = unix_micros(pg_time);
                 summary.commits += 1;
                 summary.first_commit_time.get_or_insert(time);
                 summary.last_commit_time = Some(time);
+                if let Some(xid) = xid {
+                    summary.committed_xids = Some(match summary.committed_xids {
+                        None => XidRange {
+                            low: xid,
+                            high: xid,
+                        },
+                        Some(range) => range.including(xid),
+                    });
+                }
             }
             Found::RestorePoint { pg_time, name } => summary.restore_points.push(RestorePoint {
                 name,
@@ -285,14 +321,21 @@ impl<'a> Reader<'a> {
 struct Record {
     rmid: u8,
     info: u8,
+    /// `xl_xid`: for a commit record, the top-level transaction it commits.
+    xid: u32,
     /// Where the main data starts in the record.
     main_data: usize,
 }
 
 /// What a record means for the summary.
 enum Found {
-    Commit(i64),
-    RestorePoint { pg_time: i64, name: String },
+    /// A commit's time; and its transaction, unless a prepared one (whose xid is in the main
+    /// data, not the header).
+    Commit(i64, Option<u32>),
+    RestorePoint {
+        pg_time: i64,
+        name: String,
+    },
     Switch,
     Other,
 }
@@ -309,8 +352,10 @@ impl Record {
                 ) =>
             {
                 // xl_xact_commit starts with TimestampTz xact_time.
+                let xid = (self.info & XLOG_XACT_OPMASK == XLOG_XACT_COMMIT && self.xid != 0)
+                    .then_some(self.xid);
                 main.first_chunk::<8>().map_or(Found::Other, |time| {
-                    Found::Commit(i64::from_le_bytes(*time))
+                    Found::Commit(i64::from_le_bytes(*time), xid)
                 })
             }
             RM_XLOG_ID if rmgr_info == XLOG_RESTORE_POINT && main.len() >= RESTORE_POINT_LEN => {
@@ -353,6 +398,7 @@ fn check_record(record: &[u8], prev_start: Option<u64>, major: u32) -> Option<Re
     Some(Record {
         info: header[16],
         rmid: header[17],
+        xid: u32::from_le_bytes([header[4], header[5], header[6], header[7]]),
         main_data: record.len() - main_len,
     })
 }
@@ -590,6 +636,28 @@ mod tests {
     }
 
     #[test]
+    fn xid_ranges_grow_by_the_nearer_end_across_wraparound() {
+        let one = |xid| XidRange {
+            low: xid,
+            high: xid,
+        };
+        let r = one(100).including(90).including(150);
+        assert_eq!(r, XidRange { low: 90, high: 150 });
+        assert!(r.contains(90) && r.contains(120) && r.contains(150));
+        assert!(!r.contains(89) && !r.contains(151));
+        let wrapped = one(u32::MAX - 5).including(10).including(u32::MAX - 9);
+        assert_eq!(
+            wrapped,
+            XidRange {
+                low: u32::MAX - 9,
+                high: 10
+            }
+        );
+        assert!(wrapped.contains(u32::MAX) && wrapped.contains(0) && wrapped.contains(10));
+        assert!(!wrapped.contains(11) && !wrapped.contains(u32::MAX - 10));
+    }
+
+    #[test]
     fn commits_and_restore_points_across_pages() {
         let start = 3 * SEG as u64;
         let mut w = WalWriter::new(start, MAGIC_15, 1);
@@ -616,6 +684,8 @@ mod tests {
 
         let summary = summarize_segment(&w.bytes, Lsn(start), BLOCK);
         assert_eq!(summary.commits, 3);
+        // Every test record carries xl_xid 7; the prepared commit's is not its transaction's.
+        assert_eq!(summary.committed_xids, Some(XidRange { low: 7, high: 7 }));
         assert_eq!(
             summary.first_commit_time,
             Some(1_000 + PG_EPOCH_UNIX_MICROS)

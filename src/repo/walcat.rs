@@ -56,6 +56,9 @@ pub struct WalSummary {
     pub restore_points: Vec<RestorePoint>,
     /// The LSN just after the last valid record.
     pub end_lsn: u64,
+    /// The span (modulo 2^32, `low` forward to `high`) of the transactions its commit records
+    /// commit, prepared transactions aside: where a `--target-xid` may lie.
+    pub committed_xids: Option<(u32, u32)>,
 }
 
 /// A named restore point (`pg_create_restore_point`).

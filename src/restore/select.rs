@@ -6,6 +6,7 @@ use crate::archive::window::WalIndex;
 use crate::clock::format_utc;
 use crate::error::{Error, ErrorKind, Result};
 use crate::pg::wal::{self, Lsn};
+use crate::pg::walscan::XidRange;
 use crate::repo::id::SnapshotId;
 use crate::repo::snapshot::{PostgresBackup, Snapshot};
 
@@ -242,6 +243,27 @@ pub fn restore_point_lsn(
         })
         .map(|p| Lsn(p.lsn))
         .max()
+}
+
+/// The earliest point where transaction `xid` (its low 32 bits, as WAL records carry it) may
+/// have committed: the start of the first archived segment on the path whose commit records
+/// span it. A snapshot consistent there is consistent before the commit. `None` when no
+/// segment's summary covers it (a prepared transaction, or WAL scanned by no summary).
+pub fn xid_commit_lsn(
+    archive: &WalIndex,
+    system_id: u64,
+    xid: u32,
+    on_path: &dyn Fn(u32, Lsn) -> bool,
+) -> Option<Lsn> {
+    archive
+        .of_cluster(system_id)
+        .filter_map(|e| {
+            let (timeline, segno) = wal::parse_segment_name(&e.name, e.size)?;
+            let (low, high) = e.summary.as_ref()?.committed_xids?;
+            let start = Lsn(segno * e.size);
+            (XidRange { low, high }.contains(xid) && on_path(timeline, start)).then_some(start)
+        })
+        .min()
 }
 
 /// Where replay is expected to stop.
@@ -528,6 +550,50 @@ mod tests {
         let snapshots = repository();
         let all = candidates(&snapshots);
         let aim = Aim::Lsn(restore_point_lsn(&archive, SYSID, "q", &into_1).unwrap());
+        let got = choose(&all, SYSID, aim, &archive, &|pg| pg.timeline == 1).unwrap();
+        assert_eq!(got.id.0[0], 2);
+    }
+
+    #[test]
+    fn an_xid_target_aims_at_the_first_segment_whose_commits_span_it() {
+        let span = |tli: u32, segno: u64, low: u32, high: u32| {
+            let mut e = segment(tli, segno, Some(100));
+            e.summary.as_mut().unwrap().committed_xids = Some((low, high));
+            e
+        };
+        // Commit order is not xid order: spans overlap. Segment 7 wraps around 2^32.
+        let catalogue = vec![
+            span(1, 3, 100, 200),
+            span(1, 4, 150, 300),
+            span(1, 6, 290, 400),
+            span(2, 7, u32::MAX - 10, 20),
+            segment(1, 8, None),
+        ];
+        let archive = WalIndex::new(&catalogue);
+        let anywhere = |_: u32, _: Lsn| true;
+        let into_1 = |tli: u32, _: Lsn| tli == 1;
+        type OnPath<'a> = &'a dyn Fn(u32, Lsn) -> bool;
+        let cases: [(u32, OnPath, Option<Lsn>); 7] = [
+            (120, &anywhere, Some(lsn(3, 0))),
+            (180, &anywhere, Some(lsn(3, 0))),
+            (250, &anywhere, Some(lsn(4, 0))),
+            (350, &anywhere, Some(lsn(6, 0))),
+            (5, &anywhere, Some(lsn(7, 0))),
+            (5, &into_1, None),
+            (1000, &anywhere, None),
+        ];
+        for (xid, on_path, expected) in cases {
+            assert_eq!(
+                xid_commit_lsn(&archive, SYSID, xid, on_path),
+                expected,
+                "{xid}"
+            );
+        }
+        // Aimed at, it picks the snapshot consistent before that segment: the one ending in
+        // segment 5 (snapshot 2), not the newer one ending in segment 8.
+        let snapshots = repository();
+        let all = candidates(&snapshots);
+        let aim = Aim::Lsn(xid_commit_lsn(&archive, SYSID, 350, &into_1).unwrap());
         let got = choose(&all, SYSID, aim, &archive, &|pg| pg.timeline == 1).unwrap();
         assert_eq!(got.id.0[0], 2);
     }
