@@ -193,17 +193,6 @@ fn refill(
     // Released before the worker takes it; should another archive-get start a worker in
     // between, one of the two finds it locked and exits.
     drop(lock);
-    spawn_worker(global, queue, cluster, served, window)
-}
-
-/// Starts the worker (see [`super::worker::spawn_detached`]).
-fn spawn_worker(
-    global: &GlobalOptions,
-    queue: &prefetch::Queue,
-    cluster: u64,
-    served: &str,
-    window: &prefetch::Window,
-) -> Result<()> {
     let args: Vec<std::ffi::OsString> = vec![
         FILL_QUEUE_COMMAND.into(),
         "--system-id".into(),
