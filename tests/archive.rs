@@ -233,6 +233,11 @@ fn archive_get_failures_stop_recovery_instead_of_ending_it() {
     let missing = dest.path().join("corrupt");
     let out = cairn.archive_get(&system_id, &archived, &missing);
     assert_code(&out, 160, "archive-get of a damaged segment");
+    assert!(
+        stderr(&out).contains(&format!("fetching {archived}")),
+        "the error does not name the segment: {}",
+        stderr(&out)
+    );
     assert!(!missing.exists(), "a damaged segment was handed over");
 
     let mut restored = Cluster::from_existing(cluster.install(), &target);

@@ -7,7 +7,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Context, Error, ErrorKind, Result};
 use crate::repo::IndexedRepository;
 use crate::repo::pack::BlobType;
 use crate::repo::walcat::WalEntry;
@@ -44,6 +44,7 @@ pub fn fetch(
     install(dest, |staged| {
         write_checked(repo, entry, staged, interrupted)
     })
+    .with_context(|| format!("fetching {}", entry.name))
 }
 
 /// Makes sure the index cache knows every chunk of `entry`: the cache may predate the push

@@ -14,7 +14,7 @@ use std::sync::atomic::AtomicBool;
 
 use crate::backup::{Counters, Ingest};
 use crate::chunk::FileClass;
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Context, Error, ErrorKind, Result};
 use crate::pg::history;
 use crate::pg::wal::{self, WalFileName};
 use crate::pg::walpage::{self, LongPageHeader};
@@ -139,8 +139,10 @@ pub fn push(
         }
         Ok((packer.add_chunk_list(stored.chunks)?, checksum))
     });
-    let stats = packer.flush()?;
-    let (content, checksum) = content?;
+    // Checks name the file already; storage and local failures from here on get its name.
+    let archiving = || format!("archiving {name}");
+    let stats = packer.flush().with_context(archiving)?;
+    let (content, checksum) = content.with_context(archiving)?;
     let entry = WalEntry {
         system_identifier: cluster,
         name: name.to_owned(),
@@ -152,7 +154,7 @@ pub fn push(
         program_version: env!("CARGO_PKG_VERSION").to_owned(),
         summary,
     };
-    match repo.create_wal_entry(&entry)? {
+    match repo.create_wal_entry(&entry).with_context(archiving)? {
         None => Ok(PushReport {
             name: name.to_owned(),
             system_identifier: cluster,

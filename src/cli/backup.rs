@@ -78,9 +78,7 @@ pub struct BackupArgs {
 
 pub fn run(global: &GlobalOptions, args: &BackupArgs) -> Result<()> {
     let interrupted = super::interrupt::install()?;
-    let repo = global
-        .open_repository()?
-        .load_index(global.cache_dir.as_deref())?;
+    let repo = global.open_indexed()?;
     let client = conn::connect(args.db.as_deref())?;
     let mut session = BackupSession::open(client)?;
     let request = BackupRequest {

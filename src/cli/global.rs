@@ -131,6 +131,12 @@ impl GlobalOptions {
         Repository::open(storage, &password)
     }
 
+    /// Opens the repository and brings its index cache in step with storage.
+    pub fn open_indexed(&self) -> Result<IndexedRepository> {
+        self.open_repository()?
+            .load_index(self.cache_dir.as_deref())
+    }
+
     /// Opens the repository for a command the server runs once per WAL file: keys from the
     /// key cache unless it is turned off, and the index cache synced at most `max_age` ago.
     pub fn open_for_wal(&self, max_age: std::time::Duration) -> Result<IndexedRepository> {

@@ -31,9 +31,7 @@ pub struct SnapshotsArgs {
 }
 
 pub fn run(global: &GlobalOptions, args: &SnapshotsArgs) -> Result<()> {
-    let mut repo = global
-        .open_repository()?
-        .load_index(global.cache_dir.as_deref())?;
+    let mut repo = global.open_indexed()?;
     let catalogue = repo.wal_catalogue()?;
     let archive = WalIndex::new(&catalogue);
     let snapshots = repo.load_snapshots()?;
