@@ -11,6 +11,7 @@ pub mod layout;
 pub mod object;
 pub mod pack;
 pub mod random;
+pub mod reach;
 pub mod snapshot;
 pub mod tree;
 pub mod walcat;

@@ -2,6 +2,8 @@
 //! packs. It is only ever a cache: on every open it is brought in step with the index files on
 //! storage, and it can be deleted at any time.
 
+mod reached;
+
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
