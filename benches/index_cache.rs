@@ -34,6 +34,7 @@ fn main() {
     for first_pack in (0..packs).step_by(PACKS_PER_INDEX as usize) {
         let file = IndexFile {
             supersedes: vec![],
+            condemned: vec![],
             packs: (first_pack..(first_pack + PACKS_PER_INDEX).min(packs))
                 .map(|p| IndexedPack {
                     id: PackId(id(p, 1)),

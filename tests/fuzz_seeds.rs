@@ -18,7 +18,7 @@ use pgcairn::crypto::{KdfParams, Key32, MasterKeys};
 use pgcairn::error::Result;
 use pgcairn::repo::config::Config;
 use pgcairn::repo::id::{BlobId, IndexId, PackId, RepoId, SnapshotId};
-use pgcairn::repo::index_file::{IndexFile, IndexedPack};
+use pgcairn::repo::index_file::{CondemnedPack, IndexFile, IndexedPack};
 use pgcairn::repo::keyfile::{self, KeyDescription};
 use pgcairn::repo::object::{self, SealedObject};
 use pgcairn::repo::pack::{self, BlobType, PackHeader, PackWriter, PackedBlob};
@@ -271,6 +271,10 @@ fn index_file_seeds() -> Files {
                 blobs: header.blobs,
             })
             .collect(),
+        condemned: vec![CondemnedPack {
+            id: PackId([7; 32]),
+            since_ns: 1_790_000_000_000_000_000,
+        }],
     };
     let empty = IndexFile::default();
     vec![

@@ -11,7 +11,7 @@ use pgcairn::chunk::ChunkerParams;
 use pgcairn::crypto::{KdfParams, MasterKeys};
 use pgcairn::repo::config::Config;
 use pgcairn::repo::id::{BlobId, PackId, RepoId, SnapshotId, object_hash};
-use pgcairn::repo::index_file::{IndexFile, IndexedPack};
+use pgcairn::repo::index_file::{CondemnedPack, IndexFile, IndexedPack};
 use pgcairn::repo::keyfile::{self, KeyDescription};
 use pgcairn::repo::object::{self, SealedObject};
 use pgcairn::repo::pack::{self, BlobType, PackWriter, PackedBlob};
@@ -170,6 +170,12 @@ fn build() -> (Vec<(&'static str, Vec<u8>)>, Expected) {
             size: pack_file.len() as u64,
             blobs: header.blobs.clone(),
         }],
+        // The pack is readable and condemned at once: what a prune writes during the grace
+        // period of a pack it found unused.
+        condemned: vec![CondemnedPack {
+            id: pack_id,
+            since_ns: 1_790_000_200_000_000_000,
+        }],
     };
     let index_file = index.seal(&keys.data, &mut rng).unwrap();
     let snapshot = Snapshot {
@@ -324,6 +330,12 @@ fn vectors_decode_to_the_expected_values() {
     let pack_bytes = read("pack.bin");
     assert_eq!(PackId(object_hash(&pack_bytes)), want.pack_id);
     pack::check_whole(&want.pack_id, &pack_bytes).unwrap();
+    let readme = String::from_utf8(read("README.md")).unwrap();
+    assert!(
+        readme.contains(&want.pack_id.to_hex()),
+        "format-spec/vectors/README.md must name the pack id {}",
+        want.pack_id
+    );
     let len = pack_bytes.len() as u64;
     let span = pack::header_span(len, &pack_bytes[pack_bytes.len() - 4..]).unwrap();
     let header =

@@ -20,6 +20,7 @@ use crate::pg::wal::{self, WalFileName};
 use crate::pg::walpage::{self, LongPageHeader};
 use crate::pg::walscan;
 use crate::repo::IndexedRepository;
+use crate::repo::tree::ChunkList;
 use crate::repo::walcat::{RestorePoint, WalEntry, WalSummary};
 
 /// How stale the index cache of archive-push may be (format-spec §13): a fresher cache
@@ -143,6 +144,9 @@ pub fn push(
     let archiving = || format!("archiving {name}");
     let stats = packer.flush().with_context(archiving)?;
     let (content, checksum) = content.with_context(archiving)?;
+    if stats.cache_hits > 0 {
+        still_live(repo, &content).with_context(archiving)?;
+    }
     let entry = WalEntry {
         system_identifier: cluster,
         name: name.to_owned(),
@@ -168,6 +172,25 @@ pub fn push(
         // Another push of the same file won the race.
         Some(existing) => compare(existing, name, cluster, size, checksum),
     }
+}
+
+/// The commit check of a writer without a lock (format-spec §13): after learning the index
+/// files written since its cache was synced, every blob the entry references must still have a
+/// copy in a pack no prune has condemned. Otherwise the push fails before its commit point and
+/// the server's retry, with the condemnation now in its cache, stores those chunks again.
+fn still_live(repo: &IndexedRepository, content: &ChunkList) -> Result<()> {
+    repo.sync_cache()?;
+    let condemned = repo.condemned_references(content)?;
+    if let Some(first) = condemned.first() {
+        return Err(Error::new(
+            ErrorKind::Storage,
+            format!(
+                "a concurrent prune condemned {} chunk(s) this file shares with older WAL                  (first: {first}); nothing was committed, and the server's next attempt stores                  them anew",
+                condemned.len()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Checks the file is what its name says; returns the cluster it belongs to and, for a

@@ -23,6 +23,7 @@ use crate::pg::session::{BackupSession, BackupStart, BackupStop, ServerInfo};
 use crate::pg::wal;
 use crate::repo::IndexedRepository;
 use crate::repo::id::SnapshotId;
+use crate::repo::lock::Locked;
 use crate::repo::packer::PackerStats;
 use crate::repo::snapshot::{PostgresBackup, Snapshot, Summary, TablespaceBackup};
 use crate::repo::tree::{Node, NodeKind};
@@ -49,6 +50,9 @@ pub struct BackupRequest<'a> {
     /// zero does not wait (nor does a server with archive_mode off).
     pub archive_timeout: Duration,
     pub interrupted: &'a AtomicBool,
+    /// The writer lock taken before the index was learned (format-spec §13); checked right
+    /// before the snapshot is written.
+    pub lock: &'a Locked,
 }
 
 /// What a running backup shows: its counters and the size of what it may read.
@@ -298,6 +302,7 @@ pub fn back_up(
             new_stored_bytes: packer_stats.new_stored_bytes,
         },
     };
+    request.lock.check_current()?;
     let id = repo.save_snapshot(&snapshot)?;
     Ok(BackupReport {
         id,

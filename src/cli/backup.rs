@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 use std::sync::Mutex;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Args;
@@ -15,6 +15,8 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::pg::conn;
 use crate::pg::session::BackupSession;
 use crate::pg::wal::Lsn;
+use crate::repo::IndexedRepository;
+use crate::repo::lock::{LockKind, Locked};
 
 #[derive(Args, Debug, Clone)]
 #[command(after_help = "\
@@ -78,7 +80,21 @@ pub struct BackupArgs {
 
 pub fn run(global: &GlobalOptions, args: &BackupArgs) -> Result<()> {
     let interrupted = super::interrupt::install()?;
-    let repo = global.open_indexed()?;
+    let repo = global.open_unsynced()?;
+    // The lock before the index: prune keeps every pack this backup may learn of and use.
+    repo.with_lock(LockKind::Writer, |lock| {
+        repo.sync_cache()?;
+        back_up_locked(global, args, &repo, lock, &interrupted)
+    })
+}
+
+fn back_up_locked(
+    global: &GlobalOptions,
+    args: &BackupArgs,
+    repo: &IndexedRepository,
+    lock: &Locked,
+    interrupted: &AtomicBool,
+) -> Result<()> {
     let client = conn::connect(args.db.as_deref())?;
     let mut session = BackupSession::open(client)?;
     let request = BackupRequest {
@@ -88,11 +104,12 @@ pub fn run(global: &GlobalOptions, args: &BackupArgs) -> Result<()> {
         reread: args.reread,
         fail_on_checksum_error: args.fail_on_checksum_error,
         archive_timeout: Duration::from_secs(args.archive_timeout),
-        interrupted: &interrupted,
+        interrupted,
+        lock,
     };
     let began = Instant::now();
     let progress = Mutex::new(Progress::new(global.quiet));
-    let result = backup::back_up(&repo, &mut session, &request, &|p| {
+    let result = backup::back_up(repo, &mut session, &request, &|p| {
         let read = p.counters.bytes_read.load(Ordering::Relaxed)
             + p.counters.bytes_reused.load(Ordering::Relaxed);
         let files = p.counters.files_read.load(Ordering::Relaxed)

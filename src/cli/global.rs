@@ -131,6 +131,12 @@ impl GlobalOptions {
         Repository::open(storage, &password)
     }
 
+    /// Opens the repository and its index cache, not yet brought in step with storage.
+    pub fn open_unsynced(&self) -> Result<IndexedRepository> {
+        self.open_repository()?
+            .open_cache(self.cache_dir.as_deref())
+    }
+
     /// Opens the repository and brings its index cache in step with storage.
     pub fn open_indexed(&self) -> Result<IndexedRepository> {
         self.open_repository()?

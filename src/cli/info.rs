@@ -47,7 +47,7 @@ struct ClusterSummary {
 }
 
 pub fn run(global: &GlobalOptions, args: &InfoArgs) -> Result<()> {
-    let mut repo = global.open_indexed()?;
+    let repo = global.open_indexed()?;
     let catalogue = repo.wal_catalogue()?;
     let snapshots = repo.load_snapshots()?;
     let histories = crate::archive::read_histories(&repo, &catalogue)?;

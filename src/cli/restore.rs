@@ -608,7 +608,7 @@ pub fn run(global: &GlobalOptions, args: &RestoreArgs) -> Result<()> {
     let interrupted = super::interrupt::install()?;
     // A bad target is a usage error before the password is asked for.
     let target = Target::of(args)?;
-    let mut repo = global.open_indexed()?;
+    let repo = global.open_indexed()?;
     let catalogue = repo.wal_catalogue()?;
     let archive = WalIndex::new(&catalogue);
     let snapshots = repo.load_snapshots()?;

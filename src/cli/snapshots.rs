@@ -31,7 +31,7 @@ pub struct SnapshotsArgs {
 }
 
 pub fn run(global: &GlobalOptions, args: &SnapshotsArgs) -> Result<()> {
-    let mut repo = global.open_indexed()?;
+    let repo = global.open_indexed()?;
     let catalogue = repo.wal_catalogue()?;
     let archive = WalIndex::new(&catalogue);
     let snapshots = repo.load_snapshots()?;

@@ -82,6 +82,14 @@ pub fn object_hash(bytes: &[u8]) -> [u8; 32] {
     *blake3::hash(bytes).as_bytes()
 }
 
+/// Serializes an id as its hex string (for `--json` output), not as an array of bytes.
+pub fn serialize_hex<S: serde::Serializer, T: fmt::Display>(
+    id: &T,
+    serializer: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    serializer.collect_str(id)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,6 +8,7 @@ pub const INDEX: &str = "index";
 pub const SNAPSHOTS: &str = "snapshots";
 pub const DATA: &str = "data";
 pub const WAL: &str = "wal";
+pub const LOCKS: &str = "locks";
 
 pub fn key(id: &KeyId) -> String {
     format!("{KEYS}/{id}")
@@ -37,4 +38,9 @@ pub fn pack_from_listing(name: &str) -> Option<PackId> {
 /// A WAL catalogue entry, named by the keyed hash of its cluster and file name.
 pub fn wal_entry(name: &[u8; 32]) -> String {
     format!("{WAL}/{}", hex::encode(name))
+}
+
+/// A lock object, named by the hash of its bytes.
+pub fn lock(name: &[u8; 32]) -> String {
+    format!("{LOCKS}/{}", hex::encode(name))
 }

@@ -8,6 +8,7 @@ pub mod index_file;
 pub mod keycache;
 pub mod keyfile;
 pub mod layout;
+pub mod lock;
 pub mod object;
 pub mod pack;
 pub mod random;
@@ -568,7 +569,7 @@ impl Repository {
     /// Opens the index cache (at `cache_dir`, or the user's cache directory) and brings it in
     /// step with the index files on storage.
     pub fn load_index(self, cache_dir: Option<&Path>) -> Result<IndexedRepository> {
-        let mut indexed = self.open_cache(cache_dir)?;
+        let indexed = self.open_cache(cache_dir)?;
         indexed.sync_cache()?;
         Ok(indexed)
     }
@@ -583,13 +584,14 @@ impl Repository {
         cache_dir: Option<&Path>,
         max_age: std::time::Duration,
     ) -> Result<IndexedRepository> {
-        let mut indexed = self.open_cache(cache_dir)?;
+        let indexed = self.open_cache(cache_dir)?;
         indexed.sync_cache_if_older(max_age)?;
         Ok(indexed)
     }
 
-    /// The index cache, not yet in step with storage.
-    fn open_cache(self, cache_dir: Option<&Path>) -> Result<IndexedRepository> {
+    /// The index cache, not yet in step with storage: for a writer that must take its lock
+    /// before it learns the index (format-spec §13), then calls [`IndexedRepository::sync_cache`].
+    pub fn open_cache(self, cache_dir: Option<&Path>) -> Result<IndexedRepository> {
         let path = cache::default_path(cache_dir, &self.config.id)?;
         let cache = IndexCache::open(&path, &self.config.id)?;
         Ok(IndexedRepository {
@@ -601,7 +603,7 @@ impl Repository {
     /// Loads the index into a cache in memory (nothing written locally).
     pub fn load_index_in_memory(self) -> Result<IndexedRepository> {
         let cache = IndexCache::in_memory(&self.config.id)?;
-        let mut indexed = IndexedRepository {
+        let indexed = IndexedRepository {
             repo: self,
             cache: std::sync::Mutex::new(cache),
         };
@@ -612,8 +614,8 @@ impl Repository {
 
 impl IndexedRepository {
     /// [`Self::sync_cache`] if the cache was last synced more than `max_age` ago.
-    pub fn sync_cache_if_older(&mut self, max_age: std::time::Duration) -> Result<()> {
-        let synced = self.cache_mut().synced_ns()?;
+    pub fn sync_cache_if_older(&self, max_age: std::time::Duration) -> Result<()> {
+        let synced = self.with_cache(|c| c.synced_ns())?;
         let age_ns = synced.map(|t| crate::clock::now_ns().saturating_sub(t));
         if age_ns.is_none_or(|age| age < 0 || age as u128 > max_age.as_nanos()) {
             self.sync_cache()?;
@@ -623,25 +625,29 @@ impl IndexedRepository {
 
     /// Adds index files that appeared on storage, forgets those that vanished. A damaged index
     /// file is an error (`repair index` replaces it).
-    pub fn sync_cache(&mut self) -> Result<()> {
+    pub fn sync_cache(&self) -> Result<()> {
         self.sync_cache_skipping_damage(None)
     }
 
     /// As [`Self::sync_cache`], but with `damaged` given, index files that fail integrity
     /// checks are collected there instead of failing the sync.
     fn sync_cache_skipping_damage(
-        &mut self,
+        &self,
         mut damaged: Option<&mut Vec<(IndexId, String)>>,
     ) -> Result<()> {
         let started = crate::clock::now_ns();
         let on_storage: HashSet<IndexId> = self.repo.list_index_files()?.into_iter().collect();
-        let cache = self.cache.get_mut().unwrap_or_else(|p| p.into_inner());
+        // Held for the whole sync: a sync is never concurrent with other use of the cache.
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         let cached = cache.index_files()?;
         let gone: Vec<IndexId> = cached.difference(&on_storage).copied().collect();
         cache.remove_index_files(&gone)?;
         for id in on_storage.difference(&cached) {
             match (self.repo.load_index_file(id), damaged.as_deref_mut()) {
                 (Ok(file), _) => cache.add_index_file(id, &file)?,
+                // Superseded and deleted by a prune between the listing and the read: its
+                // content is in the prune's files, which this listing or the next one has.
+                (Err(_), _) if !self.repo.storage.exists(&layout::index(id))? => {}
                 (Err(e), Some(damaged)) if e.kind() == ErrorKind::Integrity => {
                     damaged.push((*id, e.to_string()))
                 }
@@ -653,7 +659,7 @@ impl IndexedRepository {
 
     /// Every entry of the WAL catalogue, oldest name first, after bringing the cached copy in
     /// step with storage (entries that appeared are read, vanished ones forgotten).
-    pub fn wal_catalogue(&mut self) -> Result<Vec<WalEntry>> {
+    pub fn wal_catalogue(&self) -> Result<Vec<WalEntry>> {
         let on_storage: HashSet<[u8; 32]> = self
             .repo
             .storage
@@ -667,7 +673,7 @@ impl IndexedRepository {
             })
             .collect();
         let repo = &self.repo;
-        let cache = self.cache.get_mut().unwrap_or_else(|p| p.into_inner());
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         let cached = cache.wal_objects()?;
         let gone: Vec<[u8; 32]> = cached.difference(&on_storage).copied().collect();
         cache.remove_wal_entries(&gone)?;
@@ -782,6 +788,32 @@ impl IndexedRepository {
                 )));
             }
             out.extend(expanded);
+        }
+        Ok(out)
+    }
+
+    /// The blobs under a chunk list that no live pack holds (every copy is in a condemned
+    /// pack, or none is indexed): what a writer must not commit a reference to.
+    pub fn condemned_references(&self, list: &tree::ChunkList) -> Result<Vec<BlobId>> {
+        let mut out = Vec::new();
+        let blob_type = if list.level == 0 {
+            BlobType::Data
+        } else {
+            BlobType::ChunkList
+        };
+        for entry in &list.entries {
+            if !self.with_cache(|c| c.contains(blob_type, &entry.id))? {
+                out.push(entry.id);
+            } else if list.level > 0 {
+                let child = self.load_chunk_list(&entry.id)?;
+                if child.level >= list.level {
+                    return Err(Error::integrity(format!(
+                        "chunk list {} has level {} under a list of level {}",
+                        entry.id, child.level, list.level
+                    )));
+                }
+                out.extend(self.condemned_references(&child)?);
+            }
         }
         Ok(out)
     }

@@ -10,9 +10,10 @@ use crate::crypto::{self, Key32};
 use crate::error::{Error, ErrorKind, Result};
 
 pub const MAGIC: &[u8; 7] = b"PGCAIRN";
-/// The repository format version this build writes and the only one it reads. Version 2 added
-/// the WAL catalogue and `wal_missing` to snapshots; version 1 was never released.
-pub const FORMAT_VERSION: u16 = 2;
+/// The repository format version this build writes and the only one it reads. Version 3 added
+/// condemned packs to index files and lock objects (prune); version 2 added the WAL catalogue
+/// and `wal_missing` to snapshots. Versions 1 and 2 were never released.
+pub const FORMAT_VERSION: u16 = 3;
 pub const HEADER_LEN: usize = 10;
 
 /// Largest decompressed payload accepted for any object or blob (1 GiB): a bound on what a
@@ -31,6 +32,7 @@ pub enum ObjectKind {
     PackHeader = 6,
     Blob = 7,
     WalEntry = 8,
+    Lock = 9,
 }
 
 impl ObjectKind {
@@ -44,6 +46,7 @@ impl ObjectKind {
             ObjectKind::PackHeader => "pack header",
             ObjectKind::Blob => "blob",
             ObjectKind::WalEntry => "WAL catalogue entry",
+            ObjectKind::Lock => "lock",
         }
     }
 }
@@ -280,9 +283,11 @@ mod tests {
             b"x"
         );
         assert!(open_object(ObjectKind::Index, &key, &sealed).is_err());
-        let mut newer = sealed.clone();
-        newer[8] = 3;
-        let err = open_object(ObjectKind::Snapshot, &key, &newer).unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::UnsupportedFormat);
+        for version in [FORMAT_VERSION - 1, FORMAT_VERSION + 1] {
+            let mut other = sealed.clone();
+            other[8..10].copy_from_slice(&version.to_le_bytes());
+            let err = open_object(ObjectKind::Snapshot, &key, &other).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::UnsupportedFormat);
+        }
     }
 }

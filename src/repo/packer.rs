@@ -35,6 +35,10 @@ pub struct PackerStats {
     pub new_stored_bytes: u64,
     pub packs: u64,
     pub index_files: u64,
+    /// Blobs not stored because the index cache already listed them: references to data
+    /// this packer did not write, which a writer with no lock re-checks before it commits
+    /// (format-spec §13).
+    pub cache_hits: u64,
 }
 
 /// A pack writer with room for a full pack and the envelope that crosses the limit, so its
@@ -130,6 +134,29 @@ impl<'r> Packer<'r> {
             )?;
             sealed.push((id, envelope, data.len() as u32));
         }
+        self.place(blob_type, &sealed)?;
+        Ok(fresh.len())
+    }
+
+    /// Stores a blob already sealed (an envelope copied out of another pack by prune), even
+    /// if the index lists it: the copies it lists are about to be condemned. Returns false if
+    /// this packer already holds it.
+    pub fn add_sealed(
+        &self,
+        blob_type: BlobType,
+        id: BlobId,
+        envelope: Vec<u8>,
+        raw_len: u32,
+    ) -> Result<bool> {
+        if !lock(&self.claimed).insert((blob_type, id)) {
+            return Ok(false);
+        }
+        self.place(blob_type, &[(id, envelope, raw_len)])?;
+        Ok(true)
+    }
+
+    /// Appends sealed blobs to the open pack of their kind, writing the packs they fill.
+    fn place(&self, blob_type: BlobType, sealed: &[(BlobId, Vec<u8>, u32)]) -> Result<()> {
         {
             let mut stats = lock(&self.stats);
             stats.new_blobs += sealed.len() as u64;
@@ -144,7 +171,7 @@ impl<'r> Packer<'r> {
                 BlobType::Data => &mut open.data,
                 BlobType::Tree | BlobType::ChunkList => &mut open.metadata,
             };
-            for (id, envelope, raw_len) in &sealed {
+            for (id, envelope, raw_len) in sealed {
                 writer.add(blob_type, *id, envelope, *raw_len);
                 if writer.len() >= pack_size as usize {
                     full.push(std::mem::replace(writer, new_writer(pack_size)));
@@ -154,7 +181,7 @@ impl<'r> Packer<'r> {
         for writer in full {
             self.write_pack(writer)?;
         }
-        Ok(fresh.len())
+        Ok(())
     }
 
     /// The blobs of `blobs` that neither the cache nor this packer has, now claimed by the
@@ -178,12 +205,14 @@ impl<'r> Packer<'r> {
         }
         {
             let cache = lock(self.cache);
-            let mut kept = Vec::with_capacity(unknown.len());
+            let looked_up = unknown.len();
+            let mut kept = Vec::with_capacity(looked_up);
             for (id, data) in unknown {
                 if !cache.contains(blob_type, &id)? {
                     kept.push((id, data));
                 }
             }
+            lock(&self.stats).cache_hits += (looked_up - kept.len()) as u64;
             unknown = kept;
         }
         let mut claimed = lock(&self.claimed);
@@ -228,8 +257,8 @@ impl<'r> Packer<'r> {
             return Ok(());
         }
         let file = IndexFile {
-            supersedes: Vec::new(),
             packs,
+            ..IndexFile::default()
         };
         let id = self.repo.save_index_file(&file)?;
         lock(self.cache).add_index_file(&id, &file)?;

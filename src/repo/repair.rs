@@ -158,8 +158,8 @@ impl IndexedRepository {
 
     fn write_recovered(&mut self, packs: Vec<IndexedPack>) -> Result<()> {
         let file = IndexFile {
-            supersedes: Vec::new(),
             packs,
+            ..IndexFile::default()
         };
         let id = self.save_index_file(&file)?;
         self.cache_mut().add_index_file(&id, &file)

@@ -139,6 +139,17 @@ impl Storage {
         Ok(meta.content_length())
     }
 
+    /// When the object was last written, ns since the Unix epoch, if the backend says.
+    pub fn modified_ns(&self, path: &str) -> Result<Option<i64>> {
+        let meta = self
+            .op
+            .stat(path)
+            .map_err(|e| storage_error(e, "inspecting", path))?;
+        Ok(meta
+            .last_modified()
+            .map(|t| t.into_inner().as_nanosecond() as i64))
+    }
+
     pub fn exists(&self, path: &str) -> Result<bool> {
         self.op
             .exists(path)

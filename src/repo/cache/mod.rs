@@ -4,6 +4,8 @@
 
 mod reached;
 
+pub use reached::PackUse;
+
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -17,7 +19,7 @@ use super::walcat::WalEntry;
 use crate::error::{Error, Result};
 
 /// Bumped whenever the schema below changes; a cache with another version is rebuilt.
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 const SCHEMA: &str = "
 CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
@@ -35,6 +37,13 @@ CREATE TABLE blobs (
     offset INTEGER NOT NULL, stored_len INTEGER NOT NULL, raw_len INTEGER NOT NULL,
     PRIMARY KEY (id, type, pack)
 ) WITHOUT ROWID;
+-- Packs condemned by prune, per index file that says so: a pack is condemned while any
+-- index file condemning it is on storage. By pack id, not number: it may be in no index.
+CREATE TABLE condemned (
+    index_file INTEGER NOT NULL, pack BLOB NOT NULL, since_ns INTEGER NOT NULL,
+    PRIMARY KEY (index_file, pack)
+) WITHOUT ROWID;
+CREATE INDEX condemned_by_pack ON condemned (pack);
 -- Decrypted WAL catalogue entries (postcard), by object name.
 CREATE TABLE wal_entries (object BLOB PRIMARY KEY, entry BLOB NOT NULL) WITHOUT ROWID;
 ";
@@ -268,6 +277,12 @@ impl IndexCache {
                     b.raw_len
                 ])?;
             }
+            let mut condemn = tx.prepare_cached(
+                "INSERT OR REPLACE INTO condemned (index_file, pack, since_ns) VALUES (?1, ?2, ?3)",
+            )?;
+            for pack in &file.condemned {
+                condemn.execute(params![index_num, pack.id.as_bytes(), pack.since_ns])?;
+            }
         }
         tx.commit()?;
         Ok(())
@@ -286,6 +301,7 @@ impl IndexCache {
                 .optional()?;
             let Some(num) = num else { continue };
             tx.execute("DELETE FROM pack_sources WHERE index_file = ?1", [num])?;
+            tx.execute("DELETE FROM condemned WHERE index_file = ?1", [num])?;
             tx.execute("DELETE FROM index_files WHERE num = ?1", [num])?;
         }
         tx.execute_batch(
@@ -305,7 +321,8 @@ impl IndexCache {
     pub fn lookup(&self, blob_type: BlobType, id: &BlobId) -> Result<Option<BlobLocation>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT p.id, b.offset, b.stored_len, b.raw_len FROM blobs b JOIN packs p ON p.num = b.pack \
-             WHERE b.id = ?1 AND b.type = ?2 LIMIT 1",
+             WHERE b.id = ?1 AND b.type = ?2 \
+             ORDER BY EXISTS (SELECT 1 FROM condemned c WHERE c.pack = p.id) LIMIT 1",
         )?;
         let row = stmt
             .query_row(params![id.as_bytes(), blob_type.code()], |r| {
@@ -332,11 +349,28 @@ impl IndexCache {
         .transpose()
     }
 
+    /// Whether a writer may reference the blob without storing it: some pack not condemned
+    /// holds it. A blob only in condemned packs may be deleted soon (format-spec §13).
     pub fn contains(&self, blob_type: BlobType, id: &BlobId) -> Result<bool> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT 1 FROM blobs b JOIN packs p ON p.num = b.pack WHERE b.id = ?1 AND b.type = ?2 \
+             AND NOT EXISTS (SELECT 1 FROM condemned c WHERE c.pack = p.id) LIMIT 1",
+        )?;
+        Ok(stmt.exists(params![id.as_bytes(), blob_type.code()])?)
+    }
+
+    /// Every condemned pack, with the earliest time any index file condemned it.
+    pub fn condemned_packs(&self) -> Result<HashMap<PackId, i64>> {
         let mut stmt = self
             .conn
-            .prepare_cached("SELECT 1 FROM blobs WHERE id = ?1 AND type = ?2 LIMIT 1")?;
-        Ok(stmt.exists(params![id.as_bytes(), blob_type.code()])?)
+            .prepare("SELECT pack, min(since_ns) FROM condemned GROUP BY pack")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?)))?;
+        let mut out = HashMap::new();
+        for row in rows {
+            let (pack, since) = row?;
+            out.insert(PackId(to_id(&pack)?), since);
+        }
+        Ok(out)
     }
 
     /// Distinct blobs of one type, their plaintext bytes and their stored (envelope) bytes.
@@ -496,6 +530,7 @@ mod tests {
     fn file(pack: u8, blobs: &[u8]) -> IndexFile {
         IndexFile {
             supersedes: vec![],
+            condemned: vec![],
             packs: vec![IndexedPack {
                 id: PackId([pack; 32]),
                 size: 1000,
