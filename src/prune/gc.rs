@@ -194,12 +194,13 @@ pub fn plan(
     Ok(plan)
 }
 
-/// The share of a pack's blob bytes that no kept blob uses.
+/// The share of a pack's blob bytes that no kept blob uses (its header aside: a small pack
+/// is not wasteful for having one).
 fn unused_share(u: &PackUse) -> f64 {
-    if u.size == 0 {
+    if u.blob_bytes == 0 {
         return 0.0;
     }
-    1.0 - u.live_bytes as f64 / u.size as f64
+    1.0 - u.live_bytes as f64 / u.blob_bytes as f64
 }
 
 /// What executing a plan did.

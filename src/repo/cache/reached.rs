@@ -64,6 +64,8 @@ pub struct PackUse {
     pub pack: PackId,
     pub size: u64,
     pub blobs: u64,
+    /// The envelopes' bytes (the pack's size less its header).
+    pub blob_bytes: u64,
     /// Reached blobs whose kept copy is this pack, and their envelopes' bytes.
     pub live_blobs: u64,
     pub live_bytes: u64,
@@ -88,15 +90,23 @@ impl IndexCache {
              ) AS pack FROM reached r WHERE pack IS NOT NULL;
              CREATE INDEX temp.home_by_pack ON home (pack);",
         )?;
-        let mut totals: HashMap<i64, (u64, u64, u64)> = HashMap::new();
+        let mut totals: HashMap<i64, (u64, u64, u64, u64)> = HashMap::new();
         {
             let mut stmt = self
                 .conn
-                .prepare("SELECT pack, count(*) FROM blobs GROUP BY pack")?;
-            let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))?;
+                .prepare("SELECT pack, count(*), sum(stored_len) FROM blobs GROUP BY pack")?;
+            let rows = stmt.query_map([], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            })?;
             for row in rows {
-                let (pack, blobs) = row?;
-                totals.entry(pack).or_default().0 = blobs as u64;
+                let (pack, blobs, bytes) = row?;
+                let entry = totals.entry(pack).or_default();
+                entry.0 = blobs as u64;
+                entry.3 = bytes as u64;
             }
             let mut stmt = self.conn.prepare(
                 "SELECT h.pack, count(*), sum(b.stored_len) FROM home h JOIN blobs b \
@@ -129,11 +139,13 @@ impl IndexCache {
         let mut out = Vec::new();
         for row in rows {
             let (num, id, size) = row?;
-            let (blobs, live_blobs, live_bytes) = totals.get(&num).copied().unwrap_or_default();
+            let (blobs, live_blobs, live_bytes, blob_bytes) =
+                totals.get(&num).copied().unwrap_or_default();
             out.push(PackUse {
                 pack: PackId(to_id(&id)?),
                 size: size as u64,
                 blobs,
+                blob_bytes,
                 live_blobs,
                 live_bytes,
             });
