@@ -11,6 +11,7 @@ pub mod clock;
 pub mod crypto;
 pub mod error;
 pub mod pg;
+pub mod prune;
 pub mod repo;
 pub mod restore;
 pub mod storage;

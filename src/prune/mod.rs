@@ -1,0 +1,3 @@
+//! `prune`: which snapshots a retention policy keeps, and the time windows it is given in.
+
+pub mod duration;
