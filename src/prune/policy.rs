@@ -37,7 +37,7 @@ use crate::error::{Error, ErrorKind, Result};
 
 /// Why `prune` will not run without a rule: every snapshot would go.
 pub const NO_RULE: &str = "refusing to prune with no keep rule: it would forget every snapshot; \
-                           give at least one --keep-* option";
+                           give at least one --keep-* option (or keep_* key in the config file)";
 
 /// How many snapshots or periods a counted rule keeps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
