@@ -1000,6 +1000,65 @@ mod tests {
         },
     ];
 
+    /// The worked example of docs/prune.md, word for word.
+    #[test]
+    fn worked_example_of_the_docs() {
+        let snapshots: &[(&str, &str, &str)] = &[
+            ("2026-11-09T02:00:00+01:00", "", "forget"),
+            (
+                "2026-11-15T02:00:00+01:00",
+                "",
+                "keep: weekly snapshot 2026-W46",
+            ),
+            ("2026-11-17T02:00:00+01:00", "", "forget"),
+            (
+                "2026-11-18T02:00:00+01:00",
+                "",
+                "keep: daily snapshot 2026-11-18",
+            ),
+            ("2026-11-19T02:00:00+01:00", "", "forget"),
+            (
+                "2026-11-19T14:00:00+01:00",
+                "before-upgrade",
+                "keep: tag before-upgrade, within 1d of the newest, last snapshot, \
+                 daily snapshot 2026-11-19",
+            ),
+            (
+                "2026-11-20T02:00:00+01:00",
+                "",
+                "keep: within 1d of the newest, last snapshot, daily snapshot 2026-11-20, \
+                 weekly snapshot 2026-W47",
+            ),
+        ];
+        let case = Case {
+            name: "docs/prune.md",
+            zone: "Europe/Berlin",
+            policy: "last=2 daily=3 weekly=2 within=1d tag=before-upgrade",
+            now: "",
+            snapshots,
+        };
+        let check = |policy: &Policy| -> Vec<String> {
+            policy
+                .apply(&candidates(&case), &zone(case.zone), Timestamp::MAX)
+                .unwrap()
+                .iter()
+                .map(Decision::to_string)
+                .collect()
+        };
+        let expected: Vec<&str> = snapshots.iter().map(|s| s.2).collect();
+        assert_eq!(check(&policy(case.policy)), expected);
+        assert_eq!(
+            policy(case.policy).to_string(),
+            "keep 2 last, 3 daily, 2 weekly snapshots; all within 1d of the newest; \
+             all tagged before-upgrade"
+        );
+        // With a third week to spare, the oldest snapshot stays although its week is kept.
+        let decisions = check(&policy(
+            "last=2 daily=3 weekly=3 within=1d tag=before-upgrade",
+        ));
+        assert_eq!(decisions[0], "keep: oldest weekly snapshot 2026-W46");
+    }
+
     fn candidates(case: &Case) -> Vec<Candidate> {
         case.snapshots
             .iter()
