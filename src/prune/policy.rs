@@ -1059,6 +1059,58 @@ mod tests {
         assert_eq!(decisions[0], "keep: oldest weekly snapshot 2026-W46");
     }
 
+    /// What restic 0.17 keeps of 40 nightly snapshots with `--keep-daily 7 --keep-weekly 4
+    /// --keep-monthly 6`: the last 7 days, the Sundays of two more weeks, the ends of August
+    /// and September, and the oldest snapshot, since the monthly rule has months to spare.
+    #[test]
+    fn forty_nights_as_restic_keeps_them() {
+        let first = jiff::civil::date(2026, 8, 28).at(2, 0, 0, 0);
+        let candidates: Vec<Candidate> = (0..40)
+            .map(|day| {
+                let night = first.checked_add(jiff::Span::new().days(day)).unwrap();
+                let time = night.to_zoned(TimeZone::UTC).unwrap().timestamp();
+                Candidate {
+                    time_ns: i64::try_from(time.as_nanosecond()).unwrap(),
+                    tags: vec![],
+                }
+            })
+            .collect();
+        let decisions = policy("daily=7 weekly=4 monthly=6")
+            .apply(&candidates, &TimeZone::UTC, Timestamp::MAX)
+            .unwrap();
+        let kept: Vec<String> = candidates
+            .iter()
+            .zip(&decisions)
+            .filter(|(_, d)| d.keep)
+            .map(|(c, _)| {
+                timestamp(c.time_ns)
+                    .to_zoned(TimeZone::UTC)
+                    .date()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(
+            kept,
+            [
+                "2026-08-28",
+                "2026-08-31",
+                "2026-09-20",
+                "2026-09-27",
+                "2026-09-30",
+                "2026-10-01",
+                "2026-10-02",
+                "2026-10-03",
+                "2026-10-04",
+                "2026-10-05",
+                "2026-10-06",
+            ]
+        );
+        assert_eq!(
+            decisions[0].to_string(),
+            "keep: oldest monthly snapshot 2026-08"
+        );
+    }
+
     fn candidates(case: &Case) -> Vec<Candidate> {
         case.snapshots
             .iter()
