@@ -7,6 +7,8 @@ use clap::Args;
 use serde::Deserialize;
 
 use crate::error::{Context, Error, Result};
+use crate::prune::duration::Duration;
+use crate::prune::policy::{Count, Policy};
 use crate::repo::keycache::KeyCache;
 use crate::repo::{IndexedRepository, Repository, cache};
 use crate::storage::Storage;
@@ -29,7 +31,8 @@ pub struct GlobalOptions {
     pub password_file: Option<PathBuf>,
 
     /// TOML file with the same settings (repo, password_file, cache_dir, key_cache), and
-    /// archive_get_prefetch (archive-get --prefetch) and archive_async (archive-push --async).
+    /// archive_get_prefetch (archive-get --prefetch), archive_async (archive-push --async) and
+    /// the retention policy (keep_last, keep_daily, ..., keep_within, keep_tag).
     #[arg(long, global = true, env = "PGCAIRN_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
 
@@ -57,6 +60,11 @@ pub struct GlobalOptions {
     /// `archive_async = true` in the config file: archive-push as with --async.
     #[arg(skip)]
     pub archive_async: bool,
+
+    /// The config file's `keep_*` keys: the retention policy when no `--keep-*` option is
+    /// given (see `PolicyArgs::resolve`).
+    #[arg(skip)]
+    pub config_policy: Policy,
 }
 
 /// The settings a config file may hold.
@@ -69,6 +77,16 @@ struct ConfigFile {
     key_cache: Option<bool>,
     archive_get_prefetch: Option<u32>,
     archive_async: Option<bool>,
+    // Named as the options are (`--keep-daily` → `keep_daily`), flat like the keys above.
+    keep_last: Option<Count>,
+    keep_hourly: Option<Count>,
+    keep_daily: Option<Count>,
+    keep_weekly: Option<Count>,
+    keep_monthly: Option<Count>,
+    keep_yearly: Option<Count>,
+    keep_within: Option<Duration>,
+    #[serde(default)]
+    keep_tag: Vec<String>,
 }
 
 impl GlobalOptions {
@@ -90,6 +108,16 @@ impl GlobalOptions {
         self.no_key_cache |= file.key_cache == Some(false);
         self.archive_get_prefetch = file.archive_get_prefetch;
         self.archive_async = file.archive_async.unwrap_or(false);
+        self.config_policy = Policy {
+            last: file.keep_last,
+            hourly: file.keep_hourly,
+            daily: file.keep_daily,
+            weekly: file.keep_weekly,
+            monthly: file.keep_monthly,
+            yearly: file.keep_yearly,
+            within: file.keep_within,
+            tags: file.keep_tag,
+        };
         Ok(self)
     }
 
@@ -185,6 +213,58 @@ mod tests {
         let matches = <Cli as clap::CommandFactory>::command().get_matches_from(args);
         let parsed = GlobalOptions::from_arg_matches(&matches).unwrap();
         assert_eq!(format!("{parsed:?}"), format!("{options:?}"));
+    }
+
+    #[test]
+    fn config_file_holds_the_retention_policy() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pgcairn.toml");
+        std::fs::write(
+            &path,
+            "repo = \"/backup\"\n\
+             keep_last = 3\n\
+             keep_daily = 7\n\
+             keep_monthly = \"unlimited\"\n\
+             keep_yearly = -1\n\
+             keep_within = \"2w\"\n\
+             keep_tag = [\"release\", \"manual\"]\n",
+        )
+        .unwrap();
+        let options = GlobalOptions {
+            config: Some(path.clone()),
+            ..GlobalOptions::default()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(
+            options.config_policy,
+            Policy {
+                last: Some(Count::Limited(3)),
+                daily: Some(Count::Limited(7)),
+                monthly: Some(Count::Unlimited),
+                yearly: Some(Count::Unlimited),
+                within: Some("2w".parse().unwrap()),
+                tags: vec!["release".into(), "manual".into()],
+                ..Policy::default()
+            }
+        );
+
+        for bad in [
+            "keep_dayly = 7",
+            "keep_daily = \"seven\"",
+            "keep_within = \"2 weeks\"",
+            "keep_tag = \"release\"",
+        ] {
+            std::fs::write(&path, bad).unwrap();
+            let err = GlobalOptions {
+                config: Some(path.clone()),
+                ..GlobalOptions::default()
+            }
+            .resolve()
+            .unwrap_err();
+            assert_eq!(err.kind(), crate::ErrorKind::Usage, "{bad}");
+            assert!(err.to_string().contains("config file"), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod init;
 pub mod interrupt;
 pub mod key;
 pub mod password;
+pub mod policy_args;
 pub mod progress;
 pub mod repair;
 pub mod restore;
