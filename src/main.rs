@@ -52,6 +52,8 @@ enum Command {
     /// Fill archive-get's prefetch queue (started by archive-get --prefetch).
     #[command(name = cli::archive_get::FILL_QUEUE_COMMAND, hide = true)]
     ArchiveGetFillQueue(cli::archive_get::FillQueueArgs),
+    /// Forget snapshots outside a retention policy, expire WAL, reclaim space.
+    Prune(cli::prune::PruneArgs),
     /// Manage the passwords (key files) that unlock the repository.
     #[command(
         subcommand,
@@ -89,6 +91,7 @@ fn main() {
         Command::ArchivePushWorker(args) => cli::archive_push::run_worker(&global, args),
         Command::ArchiveGet(args) => cli::archive_get::run(&global, args),
         Command::ArchiveGetFillQueue(args) => cli::archive_get::run_fill_queue(&global, args),
+        Command::Prune(args) => cli::prune::run(&global, args),
         Command::Key(command) => cli::key::run(&global, command),
         Command::Repair(command) => cli::repair::run(&global, command),
     });

@@ -75,7 +75,7 @@ fn options(grace: Duration, dry_run: bool) -> PruneOptions {
             grace,
             max_unused: 0.25,
         },
-        keep_wal_within: None,
+        wal_cutoff_ns: None,
         dry_run,
     }
 }

@@ -12,6 +12,7 @@ pub mod interrupt;
 pub mod key;
 pub mod password;
 pub mod policy_args;
+pub mod prune;
 pub mod progress;
 pub mod repair;
 pub mod restore;

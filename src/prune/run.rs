@@ -2,7 +2,6 @@
 //! expire WAL (the user's decisions), then walk what is left, then collect packs.
 
 use std::collections::HashSet;
-use std::time::Duration;
 
 use serde::Serialize;
 
@@ -29,8 +28,9 @@ pub struct Verdict {
 #[derive(Clone, Copy, Debug)]
 pub struct PruneOptions {
     pub gc: GcOptions,
-    /// Keep continuous WAL for this long back from now (see [`super::wal`]).
-    pub keep_wal_within: Option<Duration>,
+    /// Keep continuous WAL back to this instant, ns since the Unix epoch (`--keep-wal-within`;
+    /// see [`super::wal`]); `None`: from the oldest kept snapshot.
+    pub wal_cutoff_ns: Option<i64>,
     pub dry_run: bool,
 }
 
@@ -142,10 +142,7 @@ fn prune_locked(
         .map(|((_, s), _)| s)
         .collect();
     let histories = crate::archive::read_histories(repo, &catalogue)?;
-    let cutoff = options
-        .keep_wal_within
-        .map(|d| crate::clock::now_ns().saturating_sub(d.as_nanos() as i64));
-    let expired = super::wal::expire(&kept, &catalogue, &histories, cutoff);
+    let expired = super::wal::expire(&kept, &catalogue, &histories, options.wal_cutoff_ns);
     let mut report = PruneReport {
         dry_run: options.dry_run,
         snapshots: snapshots
