@@ -342,3 +342,127 @@ fn a_second_prune_backs_off_while_an_older_one_holds_its_lock() {
     prune_forgetting(&repo, &[f.s1], Duration::ZERO, false).unwrap();
     assert!(repo.list_locks().unwrap().is_empty());
 }
+
+/// `pgcairn prune` on the fixture's repository, as this process's user (the fixture was
+/// written through the library, by this user).
+fn prune_command(dir: &Path, args: &[&str]) -> std::process::Command {
+    let password = dir.join("password");
+    std::fs::write(&password, common::PASSWORD).unwrap();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_pgcairn"));
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .arg("--repo")
+        .arg(dir.join("repo"))
+        .arg("--password-file")
+        .arg(&password)
+        .arg("--cache-dir")
+        .arg(dir.join("cache"))
+        .arg("prune")
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    cmd
+}
+
+/// Every snapshot's references are indexed and their packs exist: what a reader needs.
+fn assert_consistent(dir: &Path) {
+    let repo = open_indexed(dir).unwrap();
+    let mut reach = pgcairn::repo::reach::Reach::begin(&repo).unwrap();
+    let mut fail = |u: pgcairn::repo::reach::Unreadable| -> pgcairn::Result<()> {
+        panic!("unreadable {:?} {}: {}", u.blob_type, u.id, u.error)
+    };
+    for (_, snapshot) in repo.load_snapshots().unwrap() {
+        reach.snapshot(&snapshot, &mut fail).unwrap();
+    }
+    assert!(
+        repo.with_cache(|c| c.reached_unindexed())
+            .unwrap()
+            .is_empty()
+    );
+    for pack in repo.with_cache(|c| c.pack_use()).unwrap() {
+        if pack.live_blobs > 0 {
+            let path = dir
+                .join("repo")
+                .join(pgcairn::repo::layout::pack(&pack.pack));
+            assert!(
+                path.exists(),
+                "pack {} holds live blobs but is gone",
+                pack.pack
+            );
+        }
+    }
+}
+
+#[test]
+fn prune_killed_at_any_moment_leaves_a_readable_repository_and_the_next_one_finishes() {
+    let f = fixture();
+    let dir = f.dir.path();
+    let kept: &[Holds<'_>] = &[(f.s3, &[("a", &f.a), ("c", &f.c)])];
+    // How long an uninterrupted prune takes here, to spread the kills over it.
+    let probe = tempfile::tempdir().unwrap();
+    copy_dir(dir, probe.path());
+    let began = std::time::Instant::now();
+    let out = prune_command(probe.path(), &["--keep-last", "1", "--unsafe-no-grace"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let full = began.elapsed();
+
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    for _ in 0..12 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let delay = full.mul_f64((seed % 1000) as f64 / 1000.0);
+        let mut child = prune_command(dir, &["--keep-last", "1", "--unsafe-no-grace"])
+            .spawn()
+            .unwrap();
+        std::thread::sleep(delay);
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_consistent(dir);
+        assert_readable(dir, kept);
+        // The killed prune's lock is left behind; on its own host it no longer counts.
+    }
+    // Two full prunes finish the work: the second deletes what the first condemned.
+    for _ in 0..2 {
+        let out = prune_command(dir, &["--keep-last", "1", "--unsafe-no-grace"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_consistent(dir);
+    assert_readable(dir, kept);
+    let repo = open_indexed(dir).unwrap();
+    let idle = prune_forgetting(&repo, &[], Duration::ZERO, false).unwrap();
+    assert!(
+        idle.packs.condemn.is_empty()
+            && idle.packs.repack.is_empty()
+            && idle.packs.waiting.is_empty()
+            && idle.packs.delete.is_empty(),
+        "work left after the kills: {:?}",
+        idle.packs
+    );
+    assert_eq!(repo.load_snapshots().unwrap().len(), 1);
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            std::fs::create_dir_all(&target).unwrap();
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}

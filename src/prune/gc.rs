@@ -98,7 +98,7 @@ pub fn plan(
     let grace = options.grace.as_nanos() as i64;
     let fresh_writers: Vec<&Lock> = locks
         .iter()
-        .filter(|l| l.kind == LockKind::Writer && l.is_fresh(listed_ns))
+        .filter(|l| l.kind == LockKind::Writer && l.is_held(listed_ns))
         .collect();
     let mut plan = GcPlan::default();
     let mut deferred_by = HashSet::new();

@@ -94,7 +94,7 @@ fn refuse_concurrent_prune(repo: &IndexedRepository, ours: &Locked) -> Result<()
     let older = repo.list_locks()?.into_iter().find(|other| {
         other.lock.kind == LockKind::Prune
             && other.lock.token != ours.token
-            && other.lock.is_fresh(now)
+            && other.lock.is_held(now)
             && (other.lock.started_ns, other.lock.token) < (ours.started_ns, ours.token)
     });
     match older {

@@ -56,6 +56,26 @@ impl Lock {
         now_ns.saturating_sub(self.refreshed_ns) < STALE_AFTER.as_nanos() as i64
     }
 
+    /// Whether the lock counts at `now_ns`: fresh, and not the lock of a process of this
+    /// host that no longer exists (a killed prune or backup frees its lock at once here;
+    /// on other hosts, when it goes stale).
+    pub fn is_held(&self, now_ns: i64) -> bool {
+        self.is_fresh(now_ns) && !self.holder_is_gone_here()
+    }
+
+    fn holder_is_gone_here(&self) -> bool {
+        if self.hostname != gethostname::gethostname().to_string_lossy() {
+            return false;
+        }
+        let Ok(pid) = libc::pid_t::try_from(self.pid) else {
+            return false;
+        };
+        // SAFETY: kill with signal 0 only checks that the process exists.
+        let alive = unsafe { libc::kill(pid, 0) } == 0
+            || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+        !alive
+    }
+
     pub fn describe(&self) -> String {
         let what = match self.kind {
             LockKind::Writer => "backup",
@@ -190,10 +210,10 @@ impl Repository {
         }
     }
 
-    /// Deletes locks that went stale; they no longer defer anything.
+    /// Deletes locks that no longer count; they defer nothing.
     pub fn remove_stale_locks(&self, locks: &[ListedLock], now_ns: i64) -> Result<usize> {
         let mut removed = 0;
-        for listed in locks.iter().filter(|l| !l.lock.is_fresh(now_ns)) {
+        for listed in locks.iter().filter(|l| !l.lock.is_held(now_ns)) {
             self.storage.delete(&listed.path)?;
             removed += 1;
         }
