@@ -120,3 +120,126 @@ pub fn clusters_without_snapshots(kept: &[&Snapshot], catalogue: &[WalEntry]) ->
         .filter(|id| !with.contains(id))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::archive::window::tests::{SEG, SYSID, entry, segment, snapshot};
+    use crate::pg::history::parse_history;
+
+    /// Segments 1..=30 of timeline 1, 12..=30 of timeline 2 (branched in segment 12), 6..=9
+    /// of timeline 3 (branched from timeline 1 in segment 6), the two history files, and a
+    /// segment of a cluster with no snapshot.
+    fn catalogue() -> Vec<WalEntry> {
+        let mut out: Vec<WalEntry> = (1..=30).map(|s| segment(1, s, None)).collect();
+        out.extend((12..=30).map(|s| segment(2, s, None)));
+        out.extend((6..=9).map(|s| segment(3, s, None)));
+        out.push(entry("00000002.history", 40, None));
+        out.push(entry("00000003.history", 40, None));
+        let mut stranger = segment(1, 1, None);
+        stranger.system_identifier = SYSID + 1;
+        out.push(stranger);
+        out
+    }
+
+    fn histories() -> Histories {
+        let mut h = Histories::new();
+        let at = |seg: u64| format!("0/{:X}", seg * SEG + 0x100);
+        h.insert(
+            (SYSID, 2),
+            parse_history(&format!("1\t{}\tpromoted\n", at(12))).unwrap(),
+        );
+        h.insert(
+            (SYSID, 3),
+            parse_history(&format!("1\t{}\tpromoted\n", at(6))).unwrap(),
+        );
+        h
+    }
+
+    /// The expired names, in catalogue order, as `tli:segno` (or the file name).
+    fn expired(kept: &[(u64, u64, i64)], cutoff_s: Option<i64>) -> Vec<String> {
+        let snapshots: Vec<Snapshot> = kept
+            .iter()
+            .enumerate()
+            .map(|(i, &(start, stop, finished))| snapshot(i as u8, 1, start, stop, finished).1)
+            .collect();
+        let refs: Vec<&Snapshot> = snapshots.iter().collect();
+        let catalogue = catalogue();
+        expire(
+            &refs,
+            &catalogue,
+            &histories(),
+            cutoff_s.map(|s| s * 1_000_000_000),
+        )
+        .into_iter()
+        .map(|e| match parse_wal_file_name(&e.name, SEG) {
+            Some(WalFileName::Segment { timeline, segno }) => format!("{timeline}:{segno}"),
+            _ => e.name.clone(),
+        })
+        .collect()
+    }
+
+    fn names(list: &[(u32, std::ops::RangeInclusive<u64>)]) -> Vec<String> {
+        list.iter()
+            .flat_map(|(tli, r)| r.clone().map(move |s| format!("{tli}:{s}")))
+            .collect()
+    }
+
+    #[test]
+    fn by_default_everything_from_the_oldest_kept_snapshot_on_is_kept() {
+        // Kept: segments 3–4, 10–11 and 20 of timeline 1.
+        let kept = [(3, 4, 1000), (10, 11, 2000), (20, 20, 3000)];
+        // Before segment 3 goes; timeline 3 branched (segment 6) after the oldest snapshot's
+        // start, so it stays, as does timeline 2; history files stay; the other cluster,
+        // with no snapshot, is not touched.
+        assert_eq!(expired(&kept, None), names(&[(1, 1..=2)]));
+    }
+
+    #[test]
+    fn keep_wal_within_keeps_older_snapshots_consistent_and_the_window_continuous() {
+        let kept = [(3, 4, 1000), (10, 11, 2000), (20, 20, 3000)];
+        // The cutoff falls after the second snapshot: continuous WAL from it (segment 10);
+        // the first keeps only its own segments 3–4. Timeline 3 left timeline 1 before
+        // segment 10, so no kept window reaches it.
+        let mut want = names(&[(1, 1..=2), (1, 5..=9), (3, 6..=9)]);
+        want.sort();
+        let mut got = expired(&kept, Some(2500));
+        got.sort();
+        assert_eq!(got, want);
+        // A cutoff before every snapshot: as the default.
+        assert_eq!(expired(&kept, Some(10)), names(&[(1, 1..=2)]));
+        // A cutoff after the newest: only the newest anchors (timeline 1 from segment 20), the
+        // others keep their own. Timeline 2 left timeline 1 at segment 12, before it: its
+        // WAL leads nowhere a kept snapshot can go.
+        let mut want = names(&[
+            (1, 1..=2),
+            (1, 5..=9),
+            (1, 12..=19),
+            (2, 12..=30),
+            (3, 6..=9),
+        ]);
+        want.sort();
+        let mut got = expired(&kept, Some(9999));
+        got.sort();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn after_a_snapshot_a_timeline_without_its_history_file_is_kept() {
+        let snapshots = [snapshot(0, 1, 20, 20, 3000).1];
+        let refs: Vec<&Snapshot> = snapshots.iter().collect();
+        let catalogue = catalogue();
+        // With history files, timeline 2 (branched at 12) is expired after segment 20 too.
+        let known = expire(&refs, &catalogue, &histories(), None);
+        assert!(known.iter().any(|e| e.name == "000000020000000000000014"));
+        // Without, its ancestry is unknown: what lies after the snapshot is kept.
+        let unknown = expire(&refs, &catalogue, &Histories::new(), None);
+        assert!(
+            unknown
+                .iter()
+                .all(|e| !e.name.starts_with("00000002")
+                    || e.name.as_str() < "000000020000000000000014"),
+            "WAL of a timeline of unknown ancestry after the snapshot was expired"
+        );
+    }
+}
