@@ -36,6 +36,9 @@ pub enum ErrorKind {
     /// `backup` wrote a snapshot whose WAL is not all in the repository yet: it restores once
     /// the archive receives the missing segments.
     WalMissing,
+    /// `verify --restore-test`: the restored snapshot did not start, reach consistency, or
+    /// pass its checks.
+    RestoreTestFailed,
     /// Stopped by SIGINT or SIGTERM; nothing partial was left behind.
     Interrupted,
     /// A bug: an invariant of pgcairn itself did not hold.
@@ -59,6 +62,7 @@ impl ErrorKind {
             ErrorKind::Database => 14,
             ErrorKind::DataCorruption => 15,
             ErrorKind::WalMissing => 16,
+            ErrorKind::RestoreTestFailed => 17,
             ErrorKind::Interrupted => 130,
             ErrorKind::Internal => 70,
         }
@@ -228,6 +232,8 @@ mod tests {
             Local,
             Database,
             DataCorruption,
+            WalMissing,
+            RestoreTestFailed,
             Interrupted,
             Internal,
         ];

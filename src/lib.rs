@@ -15,5 +15,6 @@ pub mod prune;
 pub mod repo;
 pub mod restore;
 pub mod storage;
+pub mod verify;
 
 pub use error::{Error, ErrorKind, Result};

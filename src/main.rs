@@ -20,7 +20,8 @@ Exit codes: 0 success, 1 archive-get: not in the repository, 2 usage, 3 password
 4 no repository, 5 repository exists, 6 refused, 10 damaged or tampered data, 11 unsupported
 format version, 12 storage error, 13 local error, 14 PostgreSQL (connection, settings,
 privileges), 15 bad page checksums (backup --fail-on-checksum-error), 16 backup written but its WAL is
-not all in the repository yet, 70 internal error,
+not all in the repository yet, 17 verify --restore-test: the restored snapshot did not start,
+reach consistency or pass its checks, 70 internal error,
 130 interrupted. archive-get adds 150 to every code but 1 and 130, so that the server stops
 recovery on a failure instead of taking it for the end of the archive."
 )]
@@ -43,6 +44,8 @@ enum Command {
     Info(cli::info::InfoArgs),
     /// Rebuild a data directory from a snapshot and configure recovery.
     Restore(cli::restore::RestoreArgs),
+    /// Check the repository; --restore-test restores a snapshot, starts it and checks it.
+    Verify(cli::verify::VerifyArgs),
     /// Archive a WAL file for the server's archive_command.
     ArchivePush(cli::archive_push::ArchivePushArgs),
     #[command(name = cli::archive_push::WORKER_COMMAND, hide = true)]
@@ -87,6 +90,7 @@ fn main() {
         Command::Restore(args) => cli::restore::run(&global, args),
         Command::Snapshots(args) => cli::snapshots::run(&global, args),
         Command::Info(args) => cli::info::run(&global, args),
+        Command::Verify(args) => cli::verify::run(&global, args),
         Command::ArchivePush(args) => cli::archive_push::run(&global, args),
         Command::ArchivePushWorker(args) => cli::archive_push::run_worker(&global, args),
         Command::ArchiveGet(args) => cli::archive_get::run(&global, args),

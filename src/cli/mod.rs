@@ -17,6 +17,7 @@ pub mod prune;
 pub mod repair;
 pub mod restore;
 pub mod snapshots;
+pub mod verify;
 pub mod worker;
 
 pub use global::GlobalOptions;
