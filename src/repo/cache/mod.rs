@@ -2,6 +2,7 @@
 //! packs. It is only ever a cache: on every open it is brought in step with the index files on
 //! storage, and it can be deleted at any time.
 
+mod packs;
 mod reached;
 
 use std::collections::{HashMap, HashSet};
@@ -77,6 +78,19 @@ pub fn base_dir(cache_dir: Option<&Path>) -> Result<PathBuf> {
     }
 }
 
+/// Removes the cache at `path` with its journal files, if there is one.
+pub fn remove(path: &Path) -> Result<()> {
+    for suffix in ["", "-wal", "-shm"] {
+        let file = PathBuf::from(format!("{}{suffix}", path.display()));
+        match std::fs::remove_file(&file) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::local_io(e, format!("removing {}", file.display()))),
+        }
+    }
+    Ok(())
+}
+
 fn db_error(path: &Path) -> impl Fn(rusqlite::Error) -> Error + '_ {
     move |e| {
         Error::local(format!(
@@ -98,14 +112,12 @@ impl IndexCache {
             Ok(None) => {}
             Err(e) => eprintln!("warning: rebuilding the index cache: {e}"),
         }
-        for suffix in ["", "-wal", "-shm"] {
-            let file = PathBuf::from(format!("{}{suffix}", path.display()));
-            match std::fs::remove_file(&file) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(Error::local_io(e, format!("removing {}", file.display()))),
-            }
-        }
+        Self::create(path, repo_id)
+    }
+
+    /// A new, empty cache at `path`, replacing whatever is there.
+    pub fn create(path: &Path, repo_id: &RepoId) -> Result<Self> {
+        remove(path)?;
         let conn = Connection::open(path).map_err(db_error(path))?;
         Self::initialise(conn, repo_id).map_err(|e| e.with_context(path.display().to_string()))
     }
