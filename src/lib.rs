@@ -14,5 +14,6 @@ pub mod pg;
 pub mod repo;
 pub mod restore;
 pub mod storage;
+pub mod verify;
 
 pub use error::{Error, ErrorKind, Result};
