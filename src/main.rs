@@ -52,6 +52,9 @@ enum Command {
     /// Fill archive-get's prefetch queue (started by archive-get --prefetch).
     #[command(name = cli::archive_get::FILL_QUEUE_COMMAND, hide = true)]
     ArchiveGetFillQueue(cli::archive_get::FillQueueArgs),
+    /// Check the repository: structure, references, WAL continuity; with --read-data, every
+    /// byte.
+    Verify(cli::verify::VerifyArgs),
     /// Manage the passwords (key files) that unlock the repository.
     #[command(
         subcommand,
@@ -89,6 +92,7 @@ fn main() {
         Command::ArchivePushWorker(args) => cli::archive_push::run_worker(&global, args),
         Command::ArchiveGet(args) => cli::archive_get::run(&global, args),
         Command::ArchiveGetFillQueue(args) => cli::archive_get::run_fill_queue(&global, args),
+        Command::Verify(args) => cli::verify::run(&global, args),
         Command::Key(command) => cli::key::run(&global, command),
         Command::Repair(command) => cli::repair::run(&global, command),
     });

@@ -127,6 +127,7 @@ fn wrong_password_fails_with_code_3_and_writes_nothing() {
             env.path("pass2").to_str().unwrap(),
         ],
         vec!["repair", "index"],
+        vec!["verify"],
     ] {
         let mut full = args.clone();
         full.extend(["--password-file", wrong.to_str().unwrap()]);
@@ -332,6 +333,7 @@ fn every_command_has_help_with_an_example() {
         vec!["key", "remove"],
         vec!["key", "passwd"],
         vec!["repair", "index"],
+        vec!["verify"],
     ] {
         let mut args = cmd.clone();
         args.push("--help");

@@ -15,6 +15,7 @@ pub mod progress;
 pub mod repair;
 pub mod restore;
 pub mod snapshots;
+pub mod verify;
 pub mod worker;
 
 pub use global::GlobalOptions;
