@@ -97,6 +97,7 @@ pub fn verify(
         catalogue,
         damaged_wal: Vec::new(),
         bad_packs: HashSet::new(),
+        lost_packs: Vec::new(),
         bad_copies: HashSet::new(),
         unindexed_packs: Vec::new(),
         histories: Histories::new(),
@@ -145,6 +146,9 @@ pub(super) struct Verifier<'a, 'p> {
     pub(super) damaged_wal: Vec<(WalEntry, usize)>,
     /// Packs whose every blob counts as lost: missing, or of the wrong size.
     pub(super) bad_packs: HashSet<PackId>,
+    /// Those packs with their damage numbers, marked in the `lost` table all at once before
+    /// the impact is worked out (each marking is a pass over every blob of the index).
+    pub(super) lost_packs: Vec<(PackId, u32)>,
     /// Blobs found unreadable in a pack that is there, so that the walk and `--read-data`
     /// report each once.
     bad_copies: HashSet<(PackId, BlobId)>,
@@ -179,9 +183,10 @@ impl Verifier<'_, '_> {
     /// A pack whose every blob is lost (missing, truncated or grown).
     fn pack_lost(&mut self, id: PackId, problem: Problem, detail: String) -> Result<()> {
         let n = self.damage(Object::pack(&id), problem, detail);
-        self.bad_packs.insert(id);
-        self.repo
-            .with_cache(|c| c.lost_mark_packs(&[(id, damage_number(n))]))
+        if self.bad_packs.insert(id) {
+            self.lost_packs.push((id, damage_number(n)));
+        }
+        Ok(())
     }
 
     /// One blob of a pack that is there does not read.
@@ -544,6 +549,10 @@ impl Verifier<'_, '_> {
                 headers.push(header);
             }
         }
+        if headers.is_empty() {
+            self.blobs_nowhere()?;
+            return self.unindexed_packs_are_leftovers(&HashSet::new());
+        }
         let unlisted = unlisted_index_id();
         let ids: Vec<PackId> = headers.iter().map(|h| h.id).collect();
         self.repo.index_privately(&unlisted, headers.clone())?;
@@ -583,6 +592,12 @@ impl Verifier<'_, '_> {
         }
         self.repo
             .with_cache(|c| c.lost_mark_reached_only_in(&marks))?;
+        self.blobs_nowhere()?;
+        Ok(needed)
+    }
+
+    /// Referenced blobs that neither the index nor any pack holds.
+    fn blobs_nowhere(&mut self) -> Result<()> {
         for (blob_type, id) in self.repo.with_cache(|c| c.reached_unindexed())? {
             let n = self.damage(
                 Object::blob(blob_type, &id),
@@ -592,13 +607,14 @@ impl Verifier<'_, '_> {
             self.repo
                 .with_cache(|c| c.lost_mark(blob_type, &id, damage_number(n)))?;
         }
-        Ok(needed)
+        Ok(())
     }
 
-    /// Unindexed packs that hold nothing referenced: harmless leftovers.
+    /// Unindexed packs that hold nothing referenced: harmless leftovers (those whose index
+    /// file appeared since the listing are not: they were being written).
     fn unindexed_packs_are_leftovers(&mut self, needed: &HashSet<PackId>) -> Result<()> {
         for (id, size) in std::mem::take(&mut self.unindexed_packs) {
-            if !needed.contains(&id) {
+            if !needed.contains(&id) && !self.repo.with_cache(|c| c.contains_pack(&id))? {
                 self.notice(Notice::UnindexedPack {
                     id: id.to_hex(),
                     size,
@@ -619,7 +635,10 @@ impl Verifier<'_, '_> {
                 .map(|object| Notice::Vanished { object }),
         );
         self.report.info = info;
-        self.seen.save(&self.listed_snapshots)?;
+        // Only for the next run's information: not worth failing this one.
+        if let Err(e) = self.seen.save(&self.listed_snapshots) {
+            eprintln!("warning: {e}");
+        }
         self.report.checked.bytes_read = self.repo.storage().bytes_read();
         self.report.seconds = began.elapsed().as_secs_f64();
         Ok(self.report)

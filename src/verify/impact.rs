@@ -22,6 +22,8 @@ use super::wal::windows_cut;
 
 impl Verifier<'_, '_> {
     pub(super) fn attribute(&mut self) -> Result<()> {
+        let lost_packs = std::mem::take(&mut self.lost_packs);
+        self.repo.with_cache(|c| c.lost_mark_packs(&lost_packs))?;
         for (entry, n) in self.damaged_wal.clone() {
             self.report.damage[n]
                 .affects

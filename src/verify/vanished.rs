@@ -134,3 +134,82 @@ impl Vanished {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::KdfParams;
+    use crate::repo::pack::BlobType;
+    use crate::repo::random::RandomSource;
+    use crate::repo::{InitOptions, Repository};
+    use crate::storage::Storage;
+
+    /// A repository with one pack, indexed in a private cache.
+    fn one_pack(dir: &std::path::Path) -> (IndexedRepository, PackId, IndexId) {
+        let storage = Storage::local(&dir.join("repo")).unwrap();
+        let options = InitOptions::with_kdf(KdfParams::INSECURE_FOR_TESTS);
+        let repo = Repository::init(storage, b"pw", &options, RandomSource::System).unwrap();
+        let mut repo = repo.load_index_private(&dir.join("cache.sqlite")).unwrap();
+        let packer = repo.packer();
+        packer.add(BlobType::Data, b"some content").unwrap();
+        packer.flush().unwrap();
+        repo.sync_cache().unwrap();
+        let pack = repo.with_cache(|c| c.packs()).unwrap()[0].0;
+        let index = repo.list_index_files().unwrap()[0];
+        (repo, pack, index)
+    }
+
+    #[test]
+    fn a_pack_gone_is_damage_while_an_index_file_lists_it_and_vanished_once_none_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut repo, pack, index) = one_pack(dir.path());
+        let mut vanished = Vanished::default();
+        let judge = |v: &mut Vanished, repo: &mut IndexedRepository, o| v.judge_one(repo, o);
+        assert_eq!(
+            judge(&mut vanished, &mut repo, Stored::Pack(pack)).unwrap(),
+            Verdict::Present
+        );
+        std::fs::remove_file(dir.path().join("repo").join(layout::pack(&pack))).unwrap();
+        assert_eq!(
+            judge(&mut vanished, &mut repo, Stored::Pack(pack)).unwrap(),
+            Verdict::Missing
+        );
+        assert!(vanished.objects.is_empty());
+        // Prune takes a pack out of the index when it deletes it.
+        std::fs::remove_file(dir.path().join("repo").join(layout::index(&index))).unwrap();
+        assert_eq!(
+            judge(&mut vanished, &mut repo, Stored::Pack(pack)).unwrap(),
+            Verdict::Vanished
+        );
+        let snapshot = Stored::Snapshot(SnapshotId([7; 32]));
+        assert_eq!(
+            judge(&mut vanished, &mut repo, snapshot).unwrap(),
+            Verdict::Vanished
+        );
+        assert_eq!(
+            vanished.objects,
+            vec![Object::pack(&pack), Object::snapshot(&SnapshotId([7; 32]))]
+        );
+    }
+
+    #[test]
+    fn packs_indexed_privately_survive_a_refresh() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut repo, pack, _) = one_pack(dir.path());
+        let private = IndexId([9; 32]);
+        let unlisted = IndexedPack {
+            id: PackId([5; 32]),
+            size: 100,
+            blobs: Vec::new(),
+        };
+        repo.index_privately(&private, vec![unlisted.clone()])
+            .unwrap();
+        let vanished = Vanished {
+            private: Some((private, vec![unlisted.clone()])),
+            ..Vanished::default()
+        };
+        vanished.refresh(&mut repo).unwrap();
+        assert!(repo.with_cache(|c| c.contains_pack(&unlisted.id)).unwrap());
+        assert!(repo.with_cache(|c| c.contains_pack(&pack)).unwrap());
+    }
+}
