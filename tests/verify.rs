@@ -18,6 +18,7 @@ use common::cairn::{Cairn, assert_code};
 use common::pg::Cluster;
 use common::*;
 use pgcairn::chunk::{Cutter, FileClass};
+use pgcairn::crypto::KdfParams;
 use pgcairn::pg::wal::segment_name;
 use pgcairn::repo::IndexedRepository;
 use pgcairn::repo::id::{IndexId, PackId, SnapshotId};
@@ -654,6 +655,39 @@ fn a_damaged_wal_entry_is_named_with_the_window_it_cuts() {
     assert_eq!(code, 10, "{report:#}");
     only_damage(&report, &format!("wal_entry:{name}"));
     assert_eq!(report["warnings"][0]["gap"]["first_missing"], segment(4));
+}
+
+#[test]
+fn a_snapshot_whose_pg_wal_lacks_its_own_wal_cannot_reach_consistency() {
+    let f = Fixture::build();
+    // Segment 7 neither in its pg_wal/ nor listed as missing: a snapshot written wrong.
+    let repo = open_indexed(f.dir.path()).unwrap();
+    let c = snapshot_of(&repo, 3, &[], postgres(7, 7, vec![]), 1_075);
+    drop(repo);
+    let (code, report) = f.verify(&[]);
+    assert_eq!(code, 10, "{report:#}");
+    let damage = only_damage(&report, &format!("snapshot:{c}"));
+    assert_eq!(damage["problem"], "wal_incomplete");
+    assert!(
+        damage["details"][0].as_str().unwrap().contains(&segment(7)),
+        "{damage:#}"
+    );
+    assert_eq!(affected_snapshots(damage), vec![c.to_hex()]);
+}
+
+#[test]
+fn a_damaged_key_file_is_named() {
+    let f = Fixture::build();
+    let repo = open_repo(f.dir.path()).unwrap();
+    let other = repo
+        .add_key(b"another password", KdfParams::INSECURE_FOR_TESTS)
+        .unwrap();
+    drop(repo);
+    f.flip(&format!("keys/{other}"), 30);
+    let (code, report) = f.verify(&[]);
+    assert_eq!(code, 10, "{report:#}");
+    only_damage(&report, &format!("key_file:{other}"));
+    assert_eq!(report["checked"]["key_files"], 2);
 }
 
 #[test]
