@@ -15,7 +15,6 @@ use std::sync::OnceLock;
 
 use common::archiving::switch_wal_and_wait_archived;
 use common::cairn::{Cairn, assert_code};
-use common::pg::Cluster;
 use common::*;
 use pgcairn::chunk::{Cutter, FileClass};
 use pgcairn::crypto::KdfParams;
@@ -342,6 +341,11 @@ fn object_name(object: &Value) -> String {
     format!("{kind}:{what}")
 }
 
+/// A damage entry's findings, as one string.
+fn details(damage: &Value) -> String {
+    damage["details"].to_string()
+}
+
 /// The ids of the snapshots a damage entry affects.
 fn affected_snapshots(damage: &Value) -> Vec<String> {
     damage["affects"]["snapshots"]
@@ -423,13 +427,7 @@ fn a_pack_of_the_wrong_size_is_damage_without_reading_it() {
     assert_eq!(code, 10, "{report:#}");
     let damage = only_damage(&report, &format!("pack:{}", f.a_data_pack));
     assert_eq!(damage["problem"], "damaged");
-    assert!(
-        damage["details"][0]
-            .as_str()
-            .unwrap()
-            .contains("bytes on storage"),
-        "{damage:#}"
-    );
+    assert!(details(damage).contains("bytes on storage"), "{damage:#}");
     assert_eq!(affected_snapshots(damage), vec![f.a.to_hex()]);
     let read = report["checked"]["bytes_read"].as_u64().unwrap();
     assert!(read < bytes.len() as u64, "no pack was read: {read} bytes");
@@ -450,9 +448,9 @@ fn a_flipped_byte_in_a_data_pack_takes_read_data_to_find() {
     assert_eq!(code, 10, "{report:#}");
     let damage = only_damage(&report, &format!("pack:{}", f.a_data_pack));
     assert_eq!(damage["problem"], "damaged");
-    let details = damage["details"].to_string();
-    assert!(details.contains("does not match its name"), "{details}");
-    assert!(details.contains("Data blob"), "{details}");
+    let found = details(damage);
+    assert!(found.contains("does not match its name"), "{found}");
+    assert!(found.contains("Data blob"), "{found}");
     assert_eq!(damage["blobs_affected"], 1, "{damage:#}");
     assert_eq!(affected_snapshots(damage), vec![f.a.to_hex()]);
 }
@@ -470,10 +468,7 @@ fn a_flipped_byte_in_a_tree_is_found_by_the_walk() {
     assert_eq!(code, 10, "{report:#}");
     let damage = only_damage(&report, &format!("pack:{}", f.a_tree_pack));
     assert_eq!(damage["problem"], "damaged");
-    assert!(
-        damage["details"].to_string().contains("Tree blob"),
-        "{damage:#}"
-    );
+    assert!(details(damage).contains("Tree blob"), "{damage:#}");
     assert_eq!(damage["blobs"][0]["id"], root.to_hex());
     assert_eq!(affected_snapshots(damage), vec![f.a.to_hex()]);
 }
@@ -502,12 +497,7 @@ fn a_deleted_index_file_leaves_its_packs_unindexed_and_names_them() {
     assert_eq!(damaged(&report), expected, "{report:#}");
     for damage in report["damage"].as_array().unwrap() {
         assert_eq!(damage["problem"], "unindexed");
-        assert!(
-            damage["details"][0]
-                .as_str()
-                .unwrap()
-                .contains("repair index")
-        );
+        assert!(details(damage).contains("repair index"), "{damage:#}");
         assert_eq!(affected_snapshots(damage), vec![f.a.to_hex()]);
     }
     // `repair index` indexes them again from their headers.
@@ -528,12 +518,7 @@ fn a_damaged_index_file_is_named_and_so_are_the_packs_it_leaves_unindexed() {
     for damage in report["damage"].as_array().unwrap() {
         if damage["object"]["kind"] == "index_file" {
             assert_eq!(damage["problem"], "damaged");
-            assert!(
-                damage["details"][0]
-                    .as_str()
-                    .unwrap()
-                    .contains("index file")
-            );
+            assert!(details(damage).contains("index file"), "{damage:#}");
         } else {
             assert_eq!(damage["problem"], "unindexed");
             assert_eq!(affected_snapshots(damage), vec![f.a.to_hex()]);
@@ -668,10 +653,7 @@ fn a_snapshot_whose_pg_wal_lacks_its_own_wal_cannot_reach_consistency() {
     assert_eq!(code, 10, "{report:#}");
     let damage = only_damage(&report, &format!("snapshot:{c}"));
     assert_eq!(damage["problem"], "wal_incomplete");
-    assert!(
-        damage["details"][0].as_str().unwrap().contains(&segment(7)),
-        "{damage:#}"
-    );
+    assert!(details(damage).contains(&segment(7)), "{damage:#}");
     assert_eq!(affected_snapshots(damage), vec![c.to_hex()]);
 }
 
@@ -753,9 +735,7 @@ fn leftovers_and_stray_names_are_information() {
 #[test]
 fn a_real_archive_verifies_and_a_lost_segment_splits_its_window() {
     let cairn = Cairn::new();
-    let conf = cairn.archiving_conf();
-    let conf: Vec<&str> = conf.iter().map(String::as_str).collect();
-    let Some(cluster) = Cluster::started_checksummed(15, &conf) else {
+    let Some(cluster) = cairn.archiving_cluster() else {
         return;
     };
     let system_id = cluster.sql_one_string("SELECT system_identifier FROM pg_control_system()");

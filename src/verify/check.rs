@@ -400,29 +400,19 @@ impl Verifier<'_, '_> {
 
     /// Every pack's header against the index, one ranged read each.
     fn check_headers(&mut self) -> Result<()> {
-        let total = self.report.checked.packs;
         let bad = self.bad_packs.clone();
-        let mut results = Vec::new();
         let repo = &self.repo;
-        let progress = &mut *self.progress;
-        parallel::for_each_pack(
+        let results = parallel::for_each_pack(
             repo,
             &|id| !bad.contains(id),
             self.options.interrupted,
             &|job| repo.check_pack_header(&job.id, job.size, &job.entries),
-            &mut |job, result| {
-                results.push((job.id, result));
-                progress(&Progress {
-                    phase: "reading pack headers",
-                    done: results.len() as u64,
-                    total: total as u64,
-                    bytes: repo.storage().bytes_read(),
-                });
-            },
+            ("reading pack headers", self.report.checked.packs),
+            &mut *self.progress,
         )?;
         self.check_interrupted()?;
         let mut unreadable = Vec::new();
-        for (id, result) in results {
+        for (id, _, result) in results {
             self.report.checked.pack_headers += 1;
             match result {
                 Ok(None) => {}

@@ -1,6 +1,6 @@
 //! Reading packs two at a time: the index cache hands out each pack with its blobs in one
 //! sorted pass, worker threads read and check them, and the results come back to the calling
-//! thread, which alone records them. Memory holds one pack per worker and the blob lists of
+//! thread. Memory holds one pack per worker and the blob lists of
 //! the few packs queued for them, whatever the repository's size.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,6 +10,8 @@ use crate::error::{Error, Result};
 use crate::repo::IndexedRepository;
 use crate::repo::id::PackId;
 use crate::repo::pack::PackedBlob;
+
+use super::check::Progress;
 
 /// Packs read at once. Two keep a local disk or a network link busy while the other thread
 /// decrypts; more would hold more packs in memory for little gain on the two cores pgcairn
@@ -23,20 +25,31 @@ pub struct PackJob {
     pub entries: Vec<PackedBlob>,
 }
 
-/// Runs `work` on every indexed pack that `wanted` accepts, [`THREADS`] at a time, and hands
-/// each pack with its result to `done` on the calling thread, in the order they finish. Stops
-/// handing out packs once `interrupted` is set. `done` runs while the index cache is locked:
-/// it must only record.
+/// Runs `work` on every indexed pack that `wanted` accepts, [`THREADS`] at a time, showing
+/// `phase` with the count of packs done out of `total`; returns each pack's id and size with
+/// its result, in the order they finished. Stops handing out packs once `interrupted` is set.
 pub fn for_each_pack<R: Send>(
     repo: &IndexedRepository,
     wanted: &dyn Fn(&PackId) -> bool,
     interrupted: &AtomicBool,
     work: &(dyn Fn(&PackJob) -> R + Sync),
-    done: &mut dyn FnMut(PackJob, R),
-) -> Result<()> {
+    (phase, total): (&'static str, usize),
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<Vec<(PackId, u64, R)>> {
     let (job_tx, job_rx) = mpsc::sync_channel::<PackJob>(THREADS);
     let job_rx = Mutex::new(job_rx);
     let (result_tx, result_rx) = mpsc::channel::<(PackJob, R)>();
+    let mut results = Vec::new();
+    // The blob lists are not kept: a check names what is wrong.
+    let mut done = |(job, result): (PackJob, R)| {
+        results.push((job.id, job.size, result));
+        progress(&Progress {
+            phase,
+            done: results.len() as u64,
+            total: total as u64,
+            bytes: repo.storage().bytes_read(),
+        });
+    };
     std::thread::scope(|scope| {
         for _ in 0..THREADS {
             let result_tx = result_tx.clone();
@@ -56,6 +69,8 @@ pub fn for_each_pack<R: Send>(
             });
         }
         drop(result_tx);
+        // Results are only recorded while the cache is locked for the scan: recording must not
+        // use the cache.
         let scanned = repo.with_cache(|cache| {
             cache.for_each_pack(wanted, &mut |id, size, entries| {
                 if interrupted.load(Ordering::Relaxed) {
@@ -64,16 +79,17 @@ pub fn for_each_pack<R: Send>(
                 job_tx
                     .send(PackJob { id, size, entries })
                     .map_err(|_| Error::internal("the threads reading packs stopped"))?;
-                while let Ok((job, result)) = result_rx.try_recv() {
-                    done(job, result);
+                while let Ok(finished) = result_rx.try_recv() {
+                    done(finished);
                 }
                 Ok(true)
             })
         });
         drop(job_tx);
-        for (job, result) in result_rx {
-            done(job, result);
+        for finished in result_rx {
+            done(finished);
         }
         scanned
-    })
+    })?;
+    Ok(results)
 }

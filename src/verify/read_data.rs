@@ -6,7 +6,7 @@ use crate::error::{ErrorKind, Result};
 use crate::repo::id::PackId;
 use crate::repo::walcat::WalEntry;
 
-use super::check::{Progress, Verifier};
+use super::check::Verifier;
 use super::parallel;
 use super::report::{Object, Problem, ReadData};
 use super::subset::{DataSubset, Rotation, sector};
@@ -28,27 +28,15 @@ impl Verifier<'_, '_> {
             .iter()
             .filter(|(id, _)| wanted(id))
             .count();
-        let mut results = Vec::new();
-        {
-            let repo = &self.repo;
-            let progress = &mut *self.progress;
-            parallel::for_each_pack(
-                repo,
-                &wanted,
-                self.options.interrupted,
-                &|job| repo.verify_pack(&job.id, job.size, &job.entries),
-                &mut |job, result| {
-                    // The blob list is not kept: the check names the bad ones.
-                    results.push((job.id, job.size, result));
-                    progress(&Progress {
-                        phase: "reading packs",
-                        done: results.len() as u64,
-                        total: total as u64,
-                        bytes: repo.storage().bytes_read(),
-                    });
-                },
-            )?;
-        }
+        let repo = &self.repo;
+        let results = parallel::for_each_pack(
+            repo,
+            &wanted,
+            self.options.interrupted,
+            &|job| repo.verify_pack(&job.id, job.size, &job.entries),
+            ("reading packs", total),
+            &mut *self.progress,
+        )?;
         self.check_interrupted()?;
         let mut read = ReadData {
             subset: subset.to_string(),

@@ -369,14 +369,17 @@ impl IndexCache {
 
     /// Every indexed pack and its size.
     pub fn packs(&self) -> Result<Vec<(PackId, u64)>> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT id, size FROM packs ORDER BY id")?;
+        self.pack_numbers("SELECT id, size FROM packs ORDER BY id")
+    }
+
+    /// The rows of `query`: a pack id and a number (a size, a count) each.
+    fn pack_numbers(&self, query: &str) -> Result<Vec<(PackId, u64)>> {
+        let mut stmt = self.conn.prepare(query)?;
         let rows = stmt.query_map([], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?)))?;
         let mut out = Vec::new();
         for row in rows {
-            let (id, size) = row?;
-            out.push((PackId(to_id(&id)?), size as u64));
+            let (id, n) = row?;
+            out.push((PackId(to_id(&id)?), n as u64));
         }
         Ok(out)
     }

@@ -99,18 +99,11 @@ impl IndexCache {
     pub fn reached_only_in(&self, packs: &[PackId]) -> Result<Vec<(PackId, u64)>> {
         let numbered: Vec<(PackId, u32)> = packs.iter().map(|p| (*p, 0)).collect();
         self.fill_lost_packs(&numbered)?;
-        let mut stmt = self.conn.prepare(&format!(
+        self.pack_numbers(&format!(
             "SELECT p.id, count(*) FROM blobs b JOIN packs p ON p.num = b.pack \
              JOIN reached r ON r.id = b.id AND r.type = b.type \
              WHERE b.pack IN (SELECT num FROM lost_packs) AND {ONLY_THERE} GROUP BY p.id"
-        ))?;
-        let rows = stmt.query_map([], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?)))?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (id, count) = row?;
-            out.push((PackId(to_id(&id)?), count as u64));
-        }
-        Ok(out)
+        ))
     }
 
     /// Records the reached blobs of each pack that no pack outside `packs` holds as made
