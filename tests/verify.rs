@@ -25,6 +25,8 @@ use pgcairn::repo::pack::BlobType;
 use pgcairn::repo::snapshot::{PostgresBackup, Snapshot, Summary};
 use pgcairn::repo::tree::{ChunkList, NodeKind};
 use pgcairn::repo::walcat::WalEntry;
+use pgcairn::verify::check::{VerifyOptions, verify};
+use pgcairn::verify::subset::DataSubset;
 use serde_json::Value;
 
 /// 1 MiB segments (the smallest PostgreSQL allows) keep the synthetic archive small.
@@ -703,6 +705,31 @@ fn read_data_in_halves_covers_every_pack_in_two_runs() {
     assert_eq!(packs_read(&part), second_read);
     let (_, fourth) = f.verify(&["--read-data=50%"]);
     assert_eq!(packs_read(&fourth), second_read);
+}
+
+#[test]
+fn an_interrupted_verify_stops_and_leaves_the_rotation_alone() {
+    let f = Fixture::build();
+    let interrupted = std::sync::atomic::AtomicBool::new(true);
+    let cache = f.dir.path().join("cache");
+    let options = VerifyOptions {
+        read_headers: true,
+        read_data: Some(DataSubset::Rotating(50.0)),
+        cache_dir: Some(&cache),
+        interrupted: &interrupted,
+    };
+    let repo = open_repo(f.dir.path()).unwrap();
+    let repo_id = repo.config().id.to_hex();
+    let err = verify(repo, &options, &mut |_| {}).unwrap_err();
+    assert_eq!(err.kind(), pgcairn::ErrorKind::Interrupted, "{err}");
+    let dir = cache.join(repo_id);
+    assert!(!dir.join("verify-read-data").exists());
+    let leftovers: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("verify-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
 #[test]
