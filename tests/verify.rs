@@ -458,6 +458,26 @@ fn a_flipped_byte_in_a_data_pack_takes_read_data_to_find() {
 }
 
 #[test]
+fn a_damaged_pack_header_takes_read_headers_to_find_and_costs_no_blob() {
+    let f = Fixture::build();
+    let path = pack_path(&f.a_data_pack);
+    let size = std::fs::metadata(f.path(&path)).unwrap().len();
+    // Inside the header envelope's tag, before the 4-byte trailer.
+    f.flip(&path, size - 10);
+    let (code, report) = f.verify(&[]);
+    assert_eq!(code, 0, "plain verify reads no pack: {report:#}");
+    let (code, report) = f.verify(&["--read-headers"]);
+    assert_eq!(code, 10, "{report:#}");
+    let damage = only_damage(&report, &format!("pack:{}", f.a_data_pack));
+    assert_eq!(damage["problem"], "damaged");
+    assert!(details(damage).contains("pack header"), "{damage:#}");
+    // The index still places every blob, and they read: nothing is lost but the header
+    // (which `repair index` would need).
+    assert_eq!(damage["blobs_affected"], 0, "{damage:#}");
+    assert_eq!(affected_snapshots(damage), Vec::<String>::new());
+}
+
+#[test]
 fn a_flipped_byte_in_a_tree_is_found_by_the_walk() {
     let f = Fixture::build();
     let repo = open_indexed(f.dir.path()).unwrap();
