@@ -44,8 +44,6 @@ enum Command {
     Info(cli::info::InfoArgs),
     /// Rebuild a data directory from a snapshot and configure recovery.
     Restore(cli::restore::RestoreArgs),
-    /// Check the repository; --restore-test restores a snapshot, starts it and checks it.
-    Verify(cli::verify::VerifyArgs),
     /// Archive a WAL file for the server's archive_command.
     ArchivePush(cli::archive_push::ArchivePushArgs),
     #[command(name = cli::archive_push::WORKER_COMMAND, hide = true)]
@@ -57,6 +55,9 @@ enum Command {
     ArchiveGetFillQueue(cli::archive_get::FillQueueArgs),
     /// Forget snapshots outside a retention policy, expire WAL, reclaim space.
     Prune(cli::prune::PruneArgs),
+    /// Check the repository: structure, references, WAL continuity; with --read-data, every
+    /// byte; with --restore-test, restore a snapshot, start it and check it.
+    Verify(cli::verify::VerifyArgs),
     /// Manage the passwords (key files) that unlock the repository.
     #[command(
         subcommand,
@@ -90,12 +91,12 @@ fn main() {
         Command::Restore(args) => cli::restore::run(&global, args),
         Command::Snapshots(args) => cli::snapshots::run(&global, args),
         Command::Info(args) => cli::info::run(&global, args),
-        Command::Verify(args) => cli::verify::run(&global, args),
         Command::ArchivePush(args) => cli::archive_push::run(&global, args),
         Command::ArchivePushWorker(args) => cli::archive_push::run_worker(&global, args),
         Command::ArchiveGet(args) => cli::archive_get::run(&global, args),
         Command::ArchiveGetFillQueue(args) => cli::archive_get::run_fill_queue(&global, args),
         Command::Prune(args) => cli::prune::run(&global, args),
+        Command::Verify(args) => cli::verify::run(&global, args),
         Command::Key(command) => cli::key::run(&global, command),
         Command::Repair(command) => cli::repair::run(&global, command),
     });

@@ -178,9 +178,7 @@ fn archived_wal_comes_back_exactly_and_is_never_replaced() {
 #[test]
 fn archive_get_failures_stop_recovery_instead_of_ending_it() {
     let cairn = Cairn::new();
-    let conf = cairn.archiving_conf();
-    let conf: Vec<&str> = conf.iter().map(String::as_str).collect();
-    let Some(cluster) = Cluster::started_checksummed(15, &conf) else {
+    let Some(cluster) = cairn.archiving_cluster() else {
         return;
     };
     let system_id = cluster.sql_one_string("SELECT system_identifier FROM pg_control_system()");

@@ -24,9 +24,7 @@ fn ready_files(cluster: &Cluster) -> usize {
 #[test]
 fn archiving_keeps_up_with_pgbench() {
     let cairn = Cairn::new();
-    let conf = cairn.archiving_conf();
-    let conf: Vec<&str> = conf.iter().map(String::as_str).collect();
-    let Some(cluster) = Cluster::started_checksummed(15, &conf) else {
+    let Some(cluster) = cairn.archiving_cluster() else {
         return;
     };
     cluster.pgbench_init(10);

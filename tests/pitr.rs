@@ -72,9 +72,7 @@ fn markers(cluster: &Cluster) -> String {
 /// A cluster on PostgreSQL 15 archiving into `cairn`, with the markers table; None when 15 is
 /// missing and the run opted into skipping.
 fn archiving_cluster(cairn: &Cairn) -> Option<Cluster> {
-    let conf = cairn.archiving_conf();
-    let conf: Vec<&str> = conf.iter().map(String::as_str).collect();
-    let cluster = Cluster::started_checksummed(15, &conf)?;
+    let cluster = cairn.archiving_cluster()?;
     cluster.execute("CREATE TABLE markers (n int, at timestamptz DEFAULT clock_timestamp())");
     Some(cluster)
 }

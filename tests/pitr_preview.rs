@@ -30,9 +30,7 @@ fn preview(cairn: &Cairn, pgdata: &Path, args: &[&str]) -> serde_json::Value {
 #[test]
 fn targets_pick_snapshots_and_preview_changes_nothing() {
     let cairn = Cairn::new();
-    let conf = cairn.archiving_conf();
-    let conf: Vec<&str> = conf.iter().map(String::as_str).collect();
-    let Some(cluster) = Cluster::started_checksummed(15, &conf) else {
+    let Some(cluster) = cairn.archiving_cluster() else {
         return;
     };
     cluster.execute("CREATE TABLE marker (note text)");

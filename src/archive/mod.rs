@@ -91,13 +91,25 @@ pub fn read_histories(
     repo: &IndexedRepository,
     catalogue: &[WalEntry],
 ) -> Result<window::Histories> {
+    read_histories_with(repo, catalogue, &mut |_, e| Err(e))
+}
+
+/// As [`read_histories`], handing each history file that cannot be read to `on_unreadable`,
+/// which leaves it out (verify reports it) or fails with an error.
+pub fn read_histories_with(
+    repo: &IndexedRepository,
+    catalogue: &[WalEntry],
+    on_unreadable: &mut dyn FnMut(&WalEntry, Error) -> Result<()>,
+) -> Result<window::Histories> {
     let mut histories = window::Histories::new();
     for entry in catalogue {
         if let Some(wal::WalFileName::History { timeline }) = classify(&entry.name) {
-            histories.insert(
-                (entry.system_identifier, timeline),
-                read_history(repo, entry)?,
-            );
+            match read_history(repo, entry) {
+                Ok(history) => {
+                    histories.insert((entry.system_identifier, timeline), history);
+                }
+                Err(e) => on_unreadable(entry, e)?,
+            }
         }
     }
     Ok(histories)

@@ -342,12 +342,7 @@ fn walk_cluster(
     let stop = session.stop()?;
     let start_seg = wal::segment_of(start.start_lsn, info.wal_segment_size);
     let stop_seg = wal::prev_segment_of(stop.stop_lsn, info.wal_segment_size).max(start_seg);
-    let mut names: Vec<String> = (start_seg..=stop_seg)
-        .map(|seg| wal::segment_name(start.timeline, seg, info.wal_segment_size))
-        .collect();
-    if start.timeline > 1 {
-        names.push(wal::history_file_name(start.timeline));
-    }
+    let names = wal::backup_wal_names(start.timeline, start_seg, stop_seg, info.wal_segment_size);
     set_phase("waiting for the archive");
     let wait = if info.archive_mode == "off" {
         Duration::ZERO

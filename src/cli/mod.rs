@@ -16,6 +16,7 @@ pub mod progress;
 pub mod prune;
 pub mod repair;
 pub mod restore;
+pub mod restore_test;
 pub mod snapshots;
 pub mod verify;
 pub mod worker;

@@ -85,6 +85,24 @@ pub fn history_file_name(timeline: u32) -> String {
     format!("{timeline:08X}.history")
 }
 
+/// The WAL files a backup needs to reach consistency, which its snapshot carries in `pg_wal/`:
+/// segments `start_seg` through `stop_seg` of `timeline`, and the timeline's history file when
+/// it is not the first.
+pub fn backup_wal_names(
+    timeline: u32,
+    start_seg: u64,
+    stop_seg: u64,
+    segment_size: u64,
+) -> Vec<String> {
+    let mut names: Vec<String> = (start_seg..=stop_seg)
+        .map(|seg| segment_name(timeline, seg, segment_size))
+        .collect();
+    if timeline > 1 {
+        names.push(history_file_name(timeline));
+    }
+    names
+}
+
 /// Whether `name` has the form of a WAL segment file (`IsXLogFileName`): 24 upper-case hex
 /// digits. PostgreSQL never writes lower case, so neither form is accepted from elsewhere.
 pub fn is_wal_segment_name(name: &str) -> bool {

@@ -315,17 +315,14 @@ fn write_index(
     };
     // Only storage is written inside: the cache lock is not taken twice.
     repo.with_cache(|c| {
-        c.for_each_pack(&mut |pack: IndexedPack| {
-            if deleted.contains(&pack.id) {
-                return Ok(());
-            }
-            blobs_in_file += pack.blobs.len();
-            file.packs.push(pack);
+        c.for_each_pack(&|id| !deleted.contains(id), &mut |id, size, blobs| {
+            blobs_in_file += blobs.len();
+            file.packs.push(IndexedPack { id, size, blobs });
             if blobs_in_file >= BLOBS_PER_INDEX_FILE {
                 blobs_in_file = 0;
                 save(&mut file)?;
             }
-            Ok(())
+            Ok(true)
         })
     })?;
     save(&mut file)?;

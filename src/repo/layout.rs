@@ -44,3 +44,11 @@ pub fn wal_entry(name: &[u8; 32]) -> String {
 pub fn lock(name: &[u8; 32]) -> String {
     format!("{LOCKS}/{}", hex::encode(name))
 }
+
+/// The object name of a WAL catalogue entry listed under `wal/`, if it is one.
+pub fn wal_object_from_listing(name: &str) -> Option<[u8; 32]> {
+    let mut object = [0u8; 32];
+    hex::decode_to_slice(name, &mut object)
+        .ok()
+        .map(|()| object)
+}

@@ -17,6 +17,7 @@ pub mod snapshot;
 pub mod tree;
 pub mod walcat;
 
+mod inspect;
 pub mod packer;
 mod repair;
 
@@ -40,8 +41,13 @@ use random::RandomSource;
 use snapshot::Snapshot;
 use walcat::WalEntry;
 
+pub use inspect::PackCheck;
 pub use packer::Packer;
 pub use repair::RepairReport;
+
+/// What to do with an index file that does not read intact: leave it out (verify reports it,
+/// repair replaces it), or fail with the error.
+pub type OnDamagedIndex<'a> = dyn FnMut(IndexId, Error) -> Result<()> + 'a;
 
 /// Default target size of a pack file.
 /// 8 MiB: a backup holds the open pack and one being uploaded per thread, and with 16 MiB
@@ -511,7 +517,8 @@ impl Repository {
             .collect())
     }
 
-    fn wal_entry_name(&self, system_identifier: u64, name: &str) -> [u8; 32] {
+    /// The object name of the catalogue entry of WAL file `name` of a cluster.
+    pub fn wal_entry_name(&self, system_identifier: u64, name: &str) -> [u8; 32] {
         walcat::entry_name(&self.keys.chunk_id, system_identifier, name)
     }
 
@@ -538,6 +545,23 @@ impl Repository {
             )));
         }
         Ok(Some(entry))
+    }
+
+    /// Reads the catalogue entry stored under object name `object`, checking that it belongs
+    /// there (its cluster and file name hash to that name).
+    pub fn read_wal_object(&self, object: &[u8; 32]) -> Result<WalEntry> {
+        let path = layout::wal_entry(object);
+        let bytes = self.storage.read(&path)?;
+        let entry = WalEntry::open(&self.keys.data, &bytes)
+            .with_context(|| format!("WAL catalogue entry {path}"))?;
+        if self.wal_entry_name(entry.system_identifier, &entry.name) != *object {
+            return Err(Error::integrity(format!(
+                "WAL catalogue entry {path} holds {} of system {}, which belongs under \
+                 another name (objects swapped on storage)",
+                entry.name, entry.system_identifier
+            )));
+        }
+        Ok(entry)
     }
 
     /// Adds a catalogue entry unless one of that name exists. `Ok(None)`: created, durable and
@@ -626,15 +650,13 @@ impl IndexedRepository {
     /// Adds index files that appeared on storage, forgets those that vanished. A damaged index
     /// file is an error (`repair index` replaces it).
     pub fn sync_cache(&self) -> Result<()> {
-        self.sync_cache_skipping_damage(None)
+        self.sync_cache_with(&mut |_, e| Err(e))
     }
 
-    /// As [`Self::sync_cache`], but with `damaged` given, index files that fail integrity
-    /// checks are collected there instead of failing the sync.
-    fn sync_cache_skipping_damage(
-        &self,
-        mut damaged: Option<&mut Vec<(IndexId, String)>>,
-    ) -> Result<()> {
+    /// As [`Self::sync_cache`], with a say on damage: `on_damaged` gets each index file that
+    /// fails its integrity checks and leaves it out of the cache, or fails the sync with an
+    /// error.
+    pub fn sync_cache_with(&self, on_damaged: &mut OnDamagedIndex<'_>) -> Result<()> {
         let started = crate::clock::now_ns();
         let on_storage: HashSet<IndexId> = self.repo.list_index_files()?.into_iter().collect();
         // Held for the whole sync: a sync is never concurrent with other use of the cache.
@@ -643,15 +665,13 @@ impl IndexedRepository {
         let gone: Vec<IndexId> = cached.difference(&on_storage).copied().collect();
         cache.remove_index_files(&gone)?;
         for id in on_storage.difference(&cached) {
-            match (self.repo.load_index_file(id), damaged.as_deref_mut()) {
-                (Ok(file), _) => cache.add_index_file(id, &file)?,
+            match self.repo.load_index_file(id) {
+                Ok(file) => cache.add_index_file(id, &file)?,
                 // Superseded and deleted by a prune between the listing and the read: its
                 // content is in the prune's files, which this listing or the next one has.
-                (Err(_), _) if !self.repo.storage.exists(&layout::index(id))? => {}
-                (Err(e), Some(damaged)) if e.kind() == ErrorKind::Integrity => {
-                    damaged.push((*id, e.to_string()))
-                }
-                (Err(e), _) => return Err(e),
+                Err(_) if !self.repo.storage.exists(&layout::index(id))? => {}
+                Err(e) if e.kind() == ErrorKind::Integrity => on_damaged(*id, e)?,
+                Err(e) => return Err(e),
             }
         }
         cache.set_synced_ns(started)
@@ -660,17 +680,21 @@ impl IndexedRepository {
     /// Every entry of the WAL catalogue, oldest name first, after bringing the cached copy in
     /// step with storage (entries that appeared are read, vanished ones forgotten).
     pub fn wal_catalogue(&self) -> Result<Vec<WalEntry>> {
+        self.wal_catalogue_with(&mut |_, e| Err(e))
+    }
+
+    /// As [`Self::wal_catalogue`], handing each entry that appeared and fails to read intact
+    /// (by object name) to `on_damaged`, which leaves it out or fails with an error.
+    pub fn wal_catalogue_with(
+        &self,
+        on_damaged: &mut dyn FnMut([u8; 32], Error) -> Result<()>,
+    ) -> Result<Vec<WalEntry>> {
         let on_storage: HashSet<[u8; 32]> = self
             .repo
             .storage
             .list(layout::WAL)?
             .iter()
-            .filter_map(|name| {
-                let mut object = [0u8; 32];
-                hex::decode_to_slice(name, &mut object)
-                    .ok()
-                    .map(|()| object)
-            })
+            .filter_map(|name| layout::wal_object_from_listing(name))
             .collect();
         let repo = &self.repo;
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
@@ -678,18 +702,11 @@ impl IndexedRepository {
         let gone: Vec<[u8; 32]> = cached.difference(&on_storage).copied().collect();
         cache.remove_wal_entries(&gone)?;
         for object in on_storage.difference(&cached) {
-            let path = layout::wal_entry(object);
-            let bytes = repo.storage.read(&path)?;
-            let entry = WalEntry::open(&repo.keys.data, &bytes)
-                .with_context(|| format!("WAL catalogue entry {path}"))?;
-            if repo.wal_entry_name(entry.system_identifier, &entry.name) != *object {
-                return Err(Error::integrity(format!(
-                    "WAL catalogue entry {path} holds {} of system {}, which belongs under \
-                     another name (objects swapped on storage)",
-                    entry.name, entry.system_identifier
-                )));
+            match repo.read_wal_object(object) {
+                Ok(entry) => cache.add_wal_entry(object, &entry)?,
+                Err(e) if e.kind() == ErrorKind::Integrity => on_damaged(*object, e)?,
+                Err(e) => return Err(e),
             }
-            cache.add_wal_entry(object, &entry)?;
         }
         let mut entries = cache.wal_entries()?;
         entries.sort_by(|a, b| (a.system_identifier, &a.name).cmp(&(b.system_identifier, &b.name)));

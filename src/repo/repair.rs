@@ -47,7 +47,10 @@ impl IndexedRepository {
         let cached: Vec<_> = self.with_cache(|c| c.index_files())?.into_iter().collect();
         self.cache_mut().remove_index_files(&cached)?;
         let mut damaged_index_files = Vec::new();
-        self.sync_cache_skipping_damage(Some(&mut damaged_index_files))?;
+        self.sync_cache_with(&mut |id, e| {
+            damaged_index_files.push((id, e.to_string()));
+            Ok(())
+        })?;
         let index_files = self.with_cache(|c| c.index_files())?.len();
 
         let indexed: HashSet<PackId> = self
@@ -104,11 +107,21 @@ impl IndexedRepository {
     /// Reads a pack's header from its tail (two range reads, whatever the pack's size).
     pub fn read_pack_header(&self, id: &PackId) -> Result<IndexedPack> {
         let path = layout::pack(id);
+        let size = self
+            .storage
+            .size(&path)
+            .with_context(|| format!("pack {path}"))?;
+        self.read_pack_header_sized(id, size)
+    }
+
+    /// [`Self::read_pack_header`] of a pack whose size is known (from a listing).
+    pub fn read_pack_header_sized(&self, id: &PackId, size: u64) -> Result<IndexedPack> {
+        let path = layout::pack(id);
         let describe = || format!("pack {path}");
-        let size = self.storage.size(&path).with_context(describe)?;
         let trailer = self
             .storage
-            .read_range(&path, size.saturating_sub(4), 4.min(size))?;
+            .read_range(&path, size.saturating_sub(4), 4.min(size))
+            .with_context(describe)?;
         let span = pack::header_span(size, &trailer).with_context(describe)?;
         let tail = self
             .storage
@@ -122,38 +135,22 @@ impl IndexedRepository {
         })
     }
 
-    /// Reads a whole pack and checks it against its name, its own header and the index:
-    /// catches damage anywhere in the file, including bytes no blob read would touch.
+    /// Reads a whole pack and checks it against its name, its own header and the index, and
+    /// every blob the index places in it: catches damage anywhere in the file, including
+    /// bytes no blob read would touch.
     pub fn check_pack(&self, id: &PackId, indexed_size: u64) -> Result<()> {
-        let path = layout::pack(id);
-        let describe = || format!("pack {path}");
-        let bytes = self.storage.read(&path).with_context(describe)?;
-        pack::check_whole(id, &bytes).with_context(describe)?;
-        if bytes.len() as u64 != indexed_size {
-            return Err(Error::integrity(format!(
-                "pack {path} is {} bytes, the index says {indexed_size}",
-                bytes.len()
-            )));
+        let indexed = self.with_cache(|c| c.entries_of_pack(id))?;
+        let check = self.verify_pack(id, indexed_size, &indexed)?;
+        let bad_blobs = check.bad_blobs.iter().map(|(_, why)| why.clone());
+        let problems: Vec<String> = check.problems.iter().cloned().chain(bad_blobs).collect();
+        if problems.is_empty() {
+            return Ok(());
         }
-        let size = bytes.len() as u64;
-        let span = pack::header_span(size, &bytes[bytes.len() - 4..]).with_context(describe)?;
-        let header = pack::decode_header(&self.keys.data, size, &bytes[(size - span) as usize..])
-            .with_context(describe)?;
-        let mut indexed: Vec<_> = self
-            .with_cache(|c| c.entries_of_pack(id))?
-            .into_iter()
-            .collect();
-        let mut listed = header.blobs.clone();
-        indexed.sort_by_key(|b| b.offset);
-        listed.sort_by_key(|b| b.offset);
-        if indexed != listed {
-            return Err(Error::integrity(format!(
-                "pack {path}: its header lists {} blobs that do not match the {} in the index",
-                listed.len(),
-                indexed.len()
-            )));
-        }
-        Ok(())
+        Err(Error::integrity(format!(
+            "pack {}: {}",
+            layout::pack(id),
+            problems.join("; ")
+        )))
     }
 
     fn write_recovered(&mut self, packs: Vec<IndexedPack>) -> Result<()> {

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use super::object::{ObjectKind, SealedObject};
 
 use super::id::{BlobId, SnapshotId};
+use crate::pg::wal::{self, Lsn};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Snapshot {
@@ -83,6 +84,20 @@ pub struct Summary {
     /// Blobs and stored bytes (after dedup, compression, encryption) this backup added.
     pub new_blobs: u64,
     pub new_stored_bytes: u64,
+}
+
+impl PostgresBackup {
+    /// The WAL files the snapshot needs to reach consistency: its `pg_wal/` holds them, but
+    /// for those in `wal_missing`. Empty for a segment size PostgreSQL would not have.
+    pub fn wal_needed(&self) -> Vec<String> {
+        let size = self.wal_segment_size;
+        if !wal::is_valid_segment_size(size) {
+            return Vec::new();
+        }
+        let start = wal::segment_of(Lsn(self.start_lsn), size);
+        let stop = wal::prev_segment_of(Lsn(self.stop_lsn), size).max(start);
+        wal::backup_wal_names(self.timeline, start, stop, size)
+    }
 }
 
 impl SealedObject for Snapshot {

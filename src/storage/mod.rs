@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use opendal::{ErrorKind as DalKind, Operator, blocking, options, services};
 
@@ -20,6 +21,8 @@ pub struct Storage {
     /// Root directory for the local filesystem backend, to fsync directories.
     local_root: Option<PathBuf>,
     location: String,
+    /// Bytes read so far, whole objects and ranges: what a command cost in downloads.
+    bytes_read: AtomicU64,
 }
 
 impl std::fmt::Debug for Storage {
@@ -89,6 +92,7 @@ impl Storage {
             _runtime: runtime,
             local_root,
             location,
+            bytes_read: AtomicU64::new(0),
         })
     }
 
@@ -97,10 +101,22 @@ impl Storage {
         &self.location
     }
 
+    /// Bytes read from storage since it was opened.
+    pub fn bytes_read(&self) -> u64 {
+        self.bytes_read.load(Ordering::Relaxed)
+    }
+
+    fn count_read(&self, len: usize) {
+        self.bytes_read.fetch_add(len as u64, Ordering::Relaxed);
+    }
+
     /// Reads a whole object. A missing object is `Ok(None)`.
     pub fn read_optional(&self, path: &str) -> Result<Option<Vec<u8>>> {
         match self.op.read(path) {
-            Ok(buf) => Ok(Some(buf.to_vec())),
+            Ok(buf) => {
+                self.count_read(buf.len());
+                Ok(Some(buf.to_vec()))
+            }
             Err(e) if e.kind() == DalKind::NotFound => Ok(None),
             Err(e) => Err(storage_error(e, "reading", path)),
         }
@@ -122,6 +138,7 @@ impl Storage {
             .op
             .read_options(path, opts)
             .map_err(|e| storage_error(e, "reading", path))?;
+        self.count_read(buf.len());
         if buf.len() as u64 != len {
             return Err(Error::integrity(format!(
                 "{path}: asked for {len} bytes at offset {offset}, got {} (truncated)",
@@ -190,6 +207,34 @@ impl Storage {
 
     /// Names of the objects under `dir` (recursively), relative to `dir`.
     pub fn list(&self, dir: &str) -> Result<Vec<String>> {
+        Ok(self
+            .list_files(dir)?
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect())
+    }
+
+    /// Names of the objects under `dir` (recursively), relative to `dir`, with their sizes.
+    /// One listing where the backend's listing carries sizes (the local filesystem, object
+    /// stores); a backend whose listing does not is asked per object.
+    pub fn list_with_sizes(&self, dir: &str) -> Result<Vec<(String, u64)>> {
+        let prefix = format!("{}/", dir.trim_end_matches('/'));
+        self.list_files(dir)?
+            .into_iter()
+            .map(|(name, meta)| {
+                let size = match meta.content_length() {
+                    // Zero is also what a listing without sizes says: ask (an empty object
+                    // costs one more request, and no object of a repository is empty).
+                    0 => self.size(&format!("{prefix}{name}"))?,
+                    size => size,
+                };
+                Ok((name, size))
+            })
+            .collect()
+    }
+
+    /// Files under `dir`, recursively, relative to it, with what the listing said of them.
+    fn list_files(&self, dir: &str) -> Result<Vec<(String, opendal::Metadata)>> {
         let dir = format!("{}/", dir.trim_end_matches('/'));
         let opts = options::ListOptions {
             recursive: true,
@@ -203,21 +248,33 @@ impl Storage {
         Ok(entries
             .into_iter()
             .filter(|e| e.metadata().is_file())
-            .filter_map(|e| e.path().strip_prefix(&dir).map(str::to_owned))
+            .filter_map(|e| {
+                let name = e.path().strip_prefix(&dir)?.to_owned();
+                Some((name, e.metadata().clone()))
+            })
             .collect())
+    }
+
+    /// The names at the top level (directories with a trailing `/`), staging leftovers aside.
+    pub fn list_top_level(&self) -> Result<Vec<String>> {
+        match self.op.list("/") {
+            Ok(entries) => Ok(entries
+                .iter()
+                .map(|e| e.path().to_owned())
+                .filter(|p| {
+                    let name = p.trim_end_matches('/');
+                    !name.is_empty() && name != STAGING_DIR
+                })
+                .collect()),
+            Err(e) if e.kind() == DalKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(storage_error(e, "listing", "/")),
+        }
     }
 
     /// True when nothing at all is stored at this location (staging leftovers aside). Looks at
     /// the top level only, so pointing at a large directory by mistake stays cheap.
     pub fn is_empty(&self) -> Result<bool> {
-        match self.op.list("/") {
-            Ok(entries) => Ok(!entries.iter().any(|e| {
-                let path = e.path().trim_end_matches('/');
-                !path.is_empty() && path != STAGING_DIR
-            })),
-            Err(e) if e.kind() == DalKind::NotFound => Ok(true),
-            Err(e) => Err(storage_error(e, "listing", "/")),
-        }
+        Ok(self.list_top_level()?.is_empty())
     }
 
     pub fn delete(&self, path: &str) -> Result<()> {
@@ -300,6 +357,13 @@ mod tests {
         let mut names = storage.list("a").unwrap();
         names.sort();
         assert_eq!(names, vec!["b".to_string(), "c/d".to_string()]);
+        let mut sized = storage.list_with_sizes("a").unwrap();
+        sized.sort();
+        assert_eq!(sized, vec![("b".to_string(), 5), ("c/d".to_string(), 1)]);
+        assert_eq!(storage.list_top_level().unwrap(), vec!["a/".to_string()]);
+        let before = storage.bytes_read();
+        storage.read_range("a/b", 1, 3).unwrap();
+        assert_eq!(storage.bytes_read(), before + 3);
         storage.delete("a/b").unwrap();
         assert!(!storage.exists("a/b").unwrap());
         assert!(storage.list("nothing").unwrap().is_empty());

@@ -46,6 +46,14 @@ pub fn server_now(cluster: &Cluster) -> String {
 }
 
 impl Cairn {
+    /// A PostgreSQL 15 cluster (checksums on) that archives into this repository through
+    /// `pgcairn archive-push`; None when PostgreSQL 15 is missing and tests may skip.
+    pub fn archiving_cluster(&self) -> Option<Cluster> {
+        let conf = self.archiving_conf();
+        let conf: Vec<&str> = conf.iter().map(String::as_str).collect();
+        Cluster::started_checksummed(15, &conf)
+    }
+
     /// `archive-get --system-id ID NAME DEST`, whatever the outcome.
     pub fn archive_get(&self, system_id: &str, name: &str, dest: &Path) -> Output {
         self.run(&[

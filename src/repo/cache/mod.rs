@@ -2,6 +2,7 @@
 //! packs. It is only ever a cache: on every open it is brought in step with the index files on
 //! storage, and it can be deleted at any time.
 
+mod packs;
 mod reached;
 
 pub use reached::PackUse;
@@ -86,6 +87,19 @@ pub fn base_dir(cache_dir: Option<&Path>) -> Result<PathBuf> {
     }
 }
 
+/// Removes the cache at `path` with its journal files, if there is one.
+pub fn remove(path: &Path) -> Result<()> {
+    for suffix in ["", "-wal", "-shm"] {
+        let file = PathBuf::from(format!("{}{suffix}", path.display()));
+        match std::fs::remove_file(&file) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::local_io(e, format!("removing {}", file.display()))),
+        }
+    }
+    Ok(())
+}
+
 fn db_error(path: &Path) -> impl Fn(rusqlite::Error) -> Error + '_ {
     move |e| {
         Error::local(format!(
@@ -107,14 +121,12 @@ impl IndexCache {
             Ok(None) => {}
             Err(e) => eprintln!("warning: rebuilding the index cache: {e}"),
         }
-        for suffix in ["", "-wal", "-shm"] {
-            let file = PathBuf::from(format!("{}{suffix}", path.display()));
-            match std::fs::remove_file(&file) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(Error::local_io(e, format!("removing {}", file.display()))),
-            }
-        }
+        Self::create(path, repo_id)
+    }
+
+    /// A new, empty cache at `path`, replacing whatever is there.
+    pub fn create(path: &Path, repo_id: &RepoId) -> Result<Self> {
+        remove(path)?;
         let conn = Connection::open(path).map_err(db_error(path))?;
         Self::initialise(conn, repo_id).map_err(|e| e.with_context(path.display().to_string()))
     }
@@ -391,14 +403,17 @@ impl IndexCache {
 
     /// Every indexed pack and its size.
     pub fn packs(&self) -> Result<Vec<(PackId, u64)>> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT id, size FROM packs ORDER BY id")?;
+        self.pack_numbers("SELECT id, size FROM packs ORDER BY id")
+    }
+
+    /// The rows of `query`: a pack id and a number (a size, a count) each.
+    fn pack_numbers(&self, query: &str) -> Result<Vec<(PackId, u64)>> {
+        let mut stmt = self.conn.prepare(query)?;
         let rows = stmt.query_map([], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?)))?;
         let mut out = Vec::new();
         for row in rows {
-            let (id, size) = row?;
-            out.push((PackId(to_id(&id)?), size as u64));
+            let (id, n) = row?;
+            out.push((PackId(to_id(&id)?), n as u64));
         }
         Ok(out)
     }
