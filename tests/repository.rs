@@ -197,7 +197,11 @@ fn another_format_version_is_refused() {
     init_repo(dir.path());
     let config = dir.path().join("repo/config");
     let mut bytes = std::fs::read(&config).unwrap();
-    for (version, advice) in [(3u8, "upgrade pgcairn"), (1, "pre-release")] {
+    for (version, advice) in [
+        (4u8, "upgrade pgcairn"),
+        (2, "pre-release"),
+        (1, "pre-release"),
+    ] {
         bytes[8] = version;
         std::fs::write(&config, &bytes).unwrap();
         let err = open_repo(dir.path()).err().unwrap();
