@@ -307,8 +307,6 @@ fn bad_programs_roles_and_timeouts_are_named_and_leave_nothing() {
     cairn.backup_json(&source, &[]);
     let dir = owned_temp_dir();
 
-    let out = cairn.run(&["verify"]);
-    assert_code(&out, 2, "verify without --restore-test");
     let out = cairn.run(&["verify", "--restore-test-keep"]);
     assert_code(&out, 2, "a restore test option without --restore-test");
 
