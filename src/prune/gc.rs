@@ -131,6 +131,13 @@ pub fn plan(
             pack: u.pack,
             size: u.size,
         };
+        if !on_storage.contains(&u.pack) && repo.storage().exists(&layout::pack(&u.pack))? {
+            // Written after the listing of data/ (the index was synced again after it): a
+            // running writer's, too new to judge.
+            plan.kept += 1;
+            plan.kept_bytes += u.size;
+            continue;
+        }
         if !on_storage.contains(&u.pack) {
             // Listed but gone: deleted by an earlier prune that stopped before rewriting the
             // index, or lost. Readers of a live blob would fail; the walk found none, so the

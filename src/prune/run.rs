@@ -216,6 +216,9 @@ fn prune_locked(
         (repo.load_snapshots()?, repo.wal_catalogue()?)
     };
 
+    // A writer may have written its index file after the sync above and committed before
+    // the listing: learn those files, so its references are not taken for broken ones.
+    repo.sync_cache()?;
     on_phase("finding what snapshots and WAL reference");
     let mut reach = Reach::begin(repo)?;
     let mut stop = |u: crate::repo::reach::Unreadable| -> Result<()> {
