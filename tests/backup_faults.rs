@@ -6,13 +6,15 @@
 mod common;
 
 use std::ffi::OsString;
-use std::os::unix::fs::{FileExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::cairn::{Cairn, assert_code, json, stderr, str_field, u64_field};
-use common::pg::{Cluster, ClusterOptions, give_to_cluster_owner, owned_temp_dir};
+use common::pg::{
+    Cluster, ClusterOptions, cluster_with_a_damaged_page, give_to_cluster_owner, owned_temp_dir,
+};
 
 /// `backup` of `cluster`'s data directory over connection string `db`.
 fn backup_args(pgdata: &Path, db: &str) -> Vec<OsString> {
@@ -276,37 +278,17 @@ fn sigint_mid_backup_leaves_no_snapshot_and_the_next_backup_resumes_cheaply() {
 
 #[test]
 fn a_corrupted_page_is_reported() {
-    let Some(mut source) = Cluster::started_checksummed(15, &["autovacuum = off"]) else {
-        return;
-    };
-    source.execute(
-        "CREATE TABLE victim (id int, v text);
-         INSERT INTO victim SELECT g, repeat(md5(g::text), 3) FROM generate_series(1, 2000) g;",
-    );
-    source.execute("VACUUM (FREEZE, ANALYZE) victim");
-    source.execute("CHECKPOINT");
-    let rel = source.sql_one_string("SELECT pg_relation_filepath('victim')");
-    source.stop();
-    // Damage the middle of block 1, well clear of its header (LSN, checksum).
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(source.pgdata().join(&rel))
-        .unwrap();
-    let mut bytes = [0u8; 16];
-    file.read_exact_at(&mut bytes, 8192 + 4000).unwrap();
-    for b in &mut bytes {
-        *b ^= 0xff;
-    }
-    file.write_all_at(&bytes, 8192 + 4000).unwrap();
-    drop(file);
     // The damage is older than the first backup by more than the margin after which an
     // unchanged file counts as settled (backup::TIMESTAMP_MARGIN_NS), as damage found in
     // practice usually is: later backups may take the file from their parent unread.
-    std::thread::sleep(Duration::from_millis(
-        (pgcairn::backup::TIMESTAMP_MARGIN_NS / 1_000_000) as u64 + 1000,
-    ));
-    source.start();
+    let settle = || {
+        std::thread::sleep(Duration::from_millis(
+            (pgcairn::backup::TIMESTAMP_MARGIN_NS / 1_000_000) as u64 + 1000,
+        ))
+    };
+    let Some((source, rel)) = cluster_with_a_damaged_page(settle) else {
+        return;
+    };
 
     let cairn = Cairn::new();
     let out = cairn.backup(&source, &[]);

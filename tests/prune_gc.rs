@@ -364,6 +364,18 @@ fn prune_command(dir: &Path, args: &[&str]) -> std::process::Command {
     cmd
 }
 
+/// `prune --keep-last 1 --unsafe-no-grace`, run to its end, successfully.
+fn prune_to_the_end(dir: &Path) {
+    let out = prune_command(dir, &["--keep-last", "1", "--unsafe-no-grace"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Every snapshot's references are indexed and their packs exist: what a reader needs.
 fn assert_consistent(dir: &Path) {
     let repo = open_indexed(dir).unwrap();
@@ -402,14 +414,7 @@ fn prune_killed_at_any_moment_leaves_a_readable_repository_and_the_next_one_fini
     let probe = tempfile::tempdir().unwrap();
     copy_dir(dir, probe.path());
     let began = std::time::Instant::now();
-    let out = prune_command(probe.path(), &["--keep-last", "1", "--unsafe-no-grace"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    prune_to_the_end(probe.path());
     let full = began.elapsed();
 
     let mut seed = 0x2545_f491_4f6c_dd1du64;
@@ -430,14 +435,7 @@ fn prune_killed_at_any_moment_leaves_a_readable_repository_and_the_next_one_fini
     }
     // Two full prunes finish the work: the second deletes what the first condemned.
     for _ in 0..2 {
-        let out = prune_command(dir, &["--keep-last", "1", "--unsafe-no-grace"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        prune_to_the_end(dir);
     }
     assert_consistent(dir);
     assert_readable(dir, kept);

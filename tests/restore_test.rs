@@ -9,13 +9,12 @@
 mod common;
 
 use std::io::Read;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::cairn::{Cairn, assert_code, assert_success, stderr, stdout, str_field, tree};
-use common::pg::{Cluster, owned_temp_dir};
+use common::pg::{Cluster, cluster_with_a_damaged_page, owned_temp_dir};
 
 /// `verify --restore-test [SNAPSHOT]` into `dir`, plus `extra`.
 fn restore_test_args(snapshot: Option<&str>, dir: &Path, extra: &[&str]) -> Vec<String> {
@@ -216,31 +215,9 @@ fn a_snapshot_that_restores_passes_and_leaves_nothing_behind() {
 
 #[test]
 fn a_page_damaged_before_the_backup_fails_the_full_check() {
-    let Some(mut source) = Cluster::started_checksummed(15, &["autovacuum = off"]) else {
+    let Some((source, _)) = cluster_with_a_damaged_page(|| {}) else {
         return;
     };
-    source.execute(
-        "CREATE TABLE victim (id int, v text);
-         INSERT INTO victim SELECT g, repeat(md5(g::text), 3) FROM generate_series(1, 2000) g;",
-    );
-    source.execute("VACUUM (FREEZE, ANALYZE) victim");
-    source.execute("CHECKPOINT");
-    let rel = source.sql_one_string("SELECT pg_relation_filepath('victim')");
-    source.stop();
-    // Damage the middle of block 1, clear of its header: the checksum no longer matches.
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(source.pgdata().join(&rel))
-        .unwrap();
-    let mut bytes = [0u8; 16];
-    file.read_exact_at(&mut bytes, 8192 + 4000).unwrap();
-    for b in &mut bytes {
-        *b ^= 0xff;
-    }
-    file.write_all_at(&bytes, 8192 + 4000).unwrap();
-    drop(file);
-    source.start();
     let cairn = Cairn::new();
     let backup = cairn.backup_json(&source, &[]);
     assert_eq!(backup["bad_pages"].as_array().map(Vec::len), Some(1));

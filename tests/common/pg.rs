@@ -610,3 +610,35 @@ fn free_port() -> u16 {
         .map(|addr| addr.port())
         .expect("finding a free port")
 }
+
+/// A started, checksummed PostgreSQL 15 cluster whose table `victim` (2000 rows) has block 1
+/// damaged on disk while the server was down: the middle of the page, clear of its header, so
+/// its checksum no longer matches. `settle` runs while the server is stopped. Returns the
+/// cluster and the relation's path in the data directory.
+pub fn cluster_with_a_damaged_page(settle: impl FnOnce()) -> Option<(Cluster, String)> {
+    use std::os::unix::fs::FileExt;
+    let mut source = Cluster::started_checksummed(15, &["autovacuum = off"])?;
+    source.execute(
+        "CREATE TABLE victim (id int, v text);
+         INSERT INTO victim SELECT g, repeat(md5(g::text), 3) FROM generate_series(1, 2000) g;",
+    );
+    source.execute("VACUUM (FREEZE, ANALYZE) victim");
+    source.execute("CHECKPOINT");
+    let rel = source.sql_one_string("SELECT pg_relation_filepath('victim')");
+    source.stop();
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(source.pgdata().join(&rel))
+        .unwrap();
+    let mut bytes = [0u8; 16];
+    file.read_exact_at(&mut bytes, 8192 + 4000).unwrap();
+    for b in &mut bytes {
+        *b ^= 0xff;
+    }
+    file.write_all_at(&bytes, 8192 + 4000).unwrap();
+    drop(file);
+    settle();
+    source.start();
+    Some((source, rel))
+}

@@ -202,42 +202,13 @@ impl IndexCache {
              ) AS pack FROM reached r WHERE pack IS NOT NULL;
              CREATE INDEX temp.home_by_pack ON home (pack);",
         )?;
-        let mut totals: HashMap<i64, (u64, u64, u64, u64)> = HashMap::new();
-        {
-            let mut stmt = self
-                .conn
-                .prepare("SELECT pack, count(*), sum(stored_len) FROM blobs GROUP BY pack")?;
-            let rows = stmt.query_map([], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, i64>(2)?,
-                ))
-            })?;
-            for row in rows {
-                let (pack, blobs, bytes) = row?;
-                let entry = totals.entry(pack).or_default();
-                entry.0 = blobs as u64;
-                entry.3 = bytes as u64;
-            }
-            let mut stmt = self.conn.prepare(
-                "SELECT h.pack, count(*), sum(b.stored_len) FROM home h JOIN blobs b \
-                 ON b.id = h.id AND b.type = h.type AND b.pack = h.pack GROUP BY h.pack",
-            )?;
-            let rows = stmt.query_map([], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, i64>(2)?,
-                ))
-            })?;
-            for row in rows {
-                let (pack, live, bytes) = row?;
-                let entry = totals.entry(pack).or_default();
-                entry.1 = live as u64;
-                entry.2 = bytes as u64;
-            }
-        }
+        // Per pack number: every blob (count, bytes), then the kept copies (count, bytes).
+        let all =
+            self.count_per_pack("SELECT pack, count(*), sum(stored_len) FROM blobs GROUP BY pack")?;
+        let live = self.count_per_pack(
+            "SELECT h.pack, count(*), sum(b.stored_len) FROM home h JOIN blobs b \
+             ON b.id = h.id AND b.type = h.type AND b.pack = h.pack GROUP BY h.pack",
+        )?;
         let mut stmt = self
             .conn
             .prepare("SELECT num, id, size FROM packs ORDER BY id")?;
@@ -251,8 +222,8 @@ impl IndexCache {
         let mut out = Vec::new();
         for row in rows {
             let (num, id, size) = row?;
-            let (blobs, live_blobs, live_bytes, blob_bytes) =
-                totals.get(&num).copied().unwrap_or_default();
+            let (blobs, blob_bytes) = all.get(&num).copied().unwrap_or_default();
+            let (live_blobs, live_bytes) = live.get(&num).copied().unwrap_or_default();
             out.push(PackUse {
                 pack: PackId(to_id(&id)?),
                 size: size as u64,
@@ -261,6 +232,24 @@ impl IndexCache {
                 live_blobs,
                 live_bytes,
             });
+        }
+        Ok(out)
+    }
+
+    /// `(pack number, count, bytes)` rows of a query, by pack number.
+    fn count_per_pack(&self, sql: &str) -> Result<HashMap<i64, (u64, u64)>> {
+        let mut stmt = self.conn.prepare(sql)?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        })?;
+        let mut out = HashMap::new();
+        for row in rows {
+            let (pack, count, bytes) = row?;
+            out.insert(pack, (count as u64, bytes as u64));
         }
         Ok(out)
     }
