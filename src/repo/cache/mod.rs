@@ -11,7 +11,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::id::{BlobId, IndexId, PackId, RepoId};
 use super::index_file::IndexFile;
@@ -109,16 +109,35 @@ fn db_error(path: &Path) -> impl Fn(rusqlite::Error) -> Error + '_ {
     }
 }
 
+/// What [`IndexCache::open_existing`] found at a path.
+enum Found {
+    Usable(IndexCache),
+    /// No file, or one with no tables yet.
+    Absent,
+    /// Another schema version or another repository's cache.
+    Other,
+}
+
 impl IndexCache {
     /// Opens (or creates) the cache at `path` for repository `repo_id`. A cache that cannot be
     /// read, has another schema or belongs to another repository is deleted and recreated.
+    /// Processes that create it at the same moment (archive-push and its async worker) all
+    /// get the same cache: creation is one transaction that a second creator finds done.
     pub fn open(path: &Path, repo_id: &RepoId) -> Result<Self> {
         if let Some(dir) = path.parent() {
             create_private_dir(dir)?;
         }
         match Self::open_existing(path, repo_id) {
-            Ok(Some(cache)) => return Ok(cache),
-            Ok(None) => {}
+            Ok(Found::Usable(cache)) => return Ok(cache),
+            Ok(Found::Absent) => {
+                let conn = Connection::open(path).map_err(db_error(path))?;
+                Self::initialise(conn, repo_id)
+                    .map_err(|e| e.with_context(path.display().to_string()))?;
+                if let Found::Usable(cache) = Self::open_existing(path, repo_id)? {
+                    return Ok(cache);
+                }
+            }
+            Ok(Found::Other) => {}
             Err(e) => eprintln!("warning: rebuilding the index cache: {e}"),
         }
         Self::create(path, repo_id)
@@ -136,12 +155,21 @@ impl IndexCache {
         Self::initialise(Connection::open_in_memory()?, repo_id)
     }
 
-    fn open_existing(path: &Path, repo_id: &RepoId) -> Result<Option<Self>> {
+    fn open_existing(path: &Path, repo_id: &RepoId) -> Result<Found> {
         if !path.exists() {
-            return Ok(None);
+            return Ok(Found::Absent);
         }
         let conn = Connection::open(path).map_err(db_error(path))?;
         configure(&conn)?;
+        // No tables yet: another process is creating it (or was killed before it could).
+        let tables: i64 = conn.query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'meta'",
+            [],
+            |r| r.get(0),
+        )?;
+        if tables == 0 {
+            return Ok(Found::Absent);
+        }
         let meta = |key: &str| -> Result<Option<Vec<u8>>> {
             Ok(conn
                 .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
@@ -152,24 +180,38 @@ impl IndexCache {
         if version != Some(SCHEMA_VERSION.to_le_bytes().to_vec())
             || owner.as_deref() != Some(repo_id.as_bytes())
         {
-            return Ok(None);
+            return Ok(Found::Other);
         }
         // No `PRAGMA quick_check` here: it reads the whole file, which for a large repository
         // cost more than archiving a WAL segment; a damaged page still fails the query that
         // reads it, naming the cache file.
-        Ok(Some(IndexCache { conn }))
+        Ok(Found::Usable(IndexCache { conn }))
     }
 
-    fn initialise(conn: Connection, repo_id: &RepoId) -> Result<Self> {
+    /// Creates the schema in one transaction, so a process that opens the file meanwhile
+    /// sees either nothing or a whole cache.
+    fn initialise(mut conn: Connection, repo_id: &RepoId) -> Result<Self> {
         configure(&conn)?;
-        conn.execute_batch(SCHEMA)?;
-        conn.execute(
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let exists: i64 = tx.query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'meta'",
+            [],
+            |r| r.get(0),
+        )?;
+        if exists > 0 {
+            // Created by another process while this one waited for the lock.
+            tx.commit()?;
+            return Ok(IndexCache { conn });
+        }
+        tx.execute_batch(SCHEMA)?;
+        tx.execute(
             "INSERT INTO meta (key, value) VALUES ('schema', ?1), ('repository', ?2)",
             params![
                 SCHEMA_VERSION.to_le_bytes().to_vec(),
                 repo_id.as_bytes().to_vec()
             ],
         )?;
+        tx.commit()?;
         Ok(IndexCache { conn })
     }
 
@@ -193,7 +235,9 @@ impl IndexCache {
     }
 
     pub fn remove_wal_entries(&mut self, objects: &[[u8; 32]]) -> Result<()> {
-        let tx = self.conn.transaction()?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         for object in objects {
             tx.execute(
                 "DELETE FROM wal_entries WHERE object = ?1",
@@ -248,7 +292,9 @@ impl IndexCache {
 
     /// Records one index file and everything it lists, atomically.
     pub fn add_index_file(&mut self, id: &IndexId, file: &IndexFile) -> Result<()> {
-        let tx = self.conn.transaction()?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.execute(
             "INSERT OR IGNORE INTO index_files (id) VALUES (?1)",
             [id.as_bytes()],
@@ -302,7 +348,9 @@ impl IndexCache {
 
     /// Forgets index files that are no longer on storage, and the packs only they listed.
     pub fn remove_index_files(&mut self, ids: &[IndexId]) -> Result<()> {
-        let tx = self.conn.transaction()?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         for id in ids {
             let num: Option<i64> = tx
                 .query_row(
@@ -561,6 +609,25 @@ mod tests {
                     .collect(),
             }],
         }
+    }
+
+    #[test]
+    fn processes_creating_the_cache_at_once_all_get_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.sqlite");
+        let repo = RepoId([7; 32]);
+        std::thread::scope(|scope| {
+            let openers: Vec<_> = (0..8)
+                .map(|_| scope.spawn(|| IndexCache::open(&path, &repo).map(|_| ())))
+                .collect();
+            for opener in openers {
+                opener.join().unwrap().unwrap();
+            }
+        });
+        assert!(matches!(
+            IndexCache::open_existing(&path, &repo).unwrap(),
+            Found::Usable(_)
+        ));
     }
 
     #[test]
