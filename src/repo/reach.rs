@@ -5,7 +5,8 @@
 //! The set lives in a temporary table of the index cache, spilled to a temporary file, so a
 //! walk's memory does not grow with the number of chunks. Each tree and chunk-list blob is read
 //! once per walk however many snapshots share it: a snapshot of an unchanged cluster costs one
-//! lookup per root tree.
+//! lookup per root tree. Data chunks, which the walk never reads, are added in sorted batches
+//! (one transaction each), the last one before the walk of their root returns.
 
 use super::IndexedRepository;
 use super::id::BlobId;
@@ -14,6 +15,12 @@ use super::snapshot::Snapshot;
 use super::tree::{ChunkList, NodeKind};
 use super::walcat::WalEntry;
 use crate::error::{Error, Result};
+
+/// Data chunks held before they are added to the set (32 bytes each). Added one at a time, each
+/// insert its own transaction, a million chunks took twice the CPU time (docs/benchmarks.md); a
+/// sorted batch visits each page of the table at most once. The table outgrows SQLite's page
+/// cache, so each batch still costs up to one pass over it: larger batches, fewer passes.
+const DATA_BATCH: usize = 64 * 1024;
 
 /// A metadata blob the walk needed and could not read: missing from the index, its pack
 /// missing, or damaged. Nothing under it was walked.
@@ -28,17 +35,23 @@ pub struct Unreadable {
 /// cannot see everything that is referenced), verify records it and goes on.
 pub type OnUnreadable<'a> = dyn FnMut(Unreadable) -> Result<()> + 'a;
 
-/// A walk in progress; the blobs it has reached are in the cache's `reached` table until the
-/// next [`Reach::begin`].
+/// A walk in progress; the blobs it has reached are in the cache's `reached` table (a root's
+/// once [`Reach::snapshot`] or [`Reach::wal_entry`] has returned) until the next
+/// [`Reach::begin`].
 pub struct Reach<'r> {
     repo: &'r IndexedRepository,
+    /// Data chunks found and not yet in the table.
+    data: Vec<BlobId>,
 }
 
 impl<'r> Reach<'r> {
     /// Starts a walk with an empty set.
     pub fn begin(repo: &'r IndexedRepository) -> Result<Self> {
         repo.with_cache(|c| c.reach_reset())?;
-        Ok(Reach { repo })
+        Ok(Reach {
+            repo,
+            data: Vec::with_capacity(DATA_BATCH),
+        })
     }
 
     /// Adds everything a snapshot references: its data directory and its tablespaces.
@@ -49,12 +62,22 @@ impl<'r> Reach<'r> {
                 self.trees(&tablespace.root, on)?;
             }
         }
-        Ok(())
+        self.add_data()
     }
 
     /// Adds the chunks of one archived WAL file.
     pub fn wal_entry(&mut self, entry: &WalEntry, on: &mut OnUnreadable<'_>) -> Result<()> {
-        self.chunk_list(&entry.content, on)
+        self.chunk_list(&entry.content, on)?;
+        self.add_data()
+    }
+
+    /// Adds the data chunks held to the set.
+    fn add_data(&mut self) -> Result<()> {
+        if self.data.is_empty() {
+            return Ok(());
+        }
+        self.repo
+            .with_cache(|c| c.reach_mark_all(BlobType::Data, &mut self.data))
     }
 
     /// Marks a blob reached; true if it was not yet.
@@ -91,9 +114,10 @@ impl<'r> Reach<'r> {
 
     fn chunk_list(&mut self, list: &ChunkList, on: &mut OnUnreadable<'_>) -> Result<()> {
         if list.level == 0 {
-            for entry in &list.entries {
-                self.mark(BlobType::Data, &entry.id)?;
+            if self.data.len() + list.entries.len() > DATA_BATCH {
+                self.add_data()?;
             }
+            self.data.extend(list.entries.iter().map(|e| e.id));
             return Ok(());
         }
         for entry in &list.entries {
@@ -120,5 +144,91 @@ impl<'r> Reach<'r> {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::KdfParams;
+    use crate::repo::random::RandomSource;
+    use crate::repo::snapshot::Summary;
+    use crate::repo::tree::{ChunkRef, Node};
+    use crate::repo::{InitOptions, Repository};
+    use crate::storage::Storage;
+
+    fn file(name: &str, content: ChunkList) -> Node {
+        Node {
+            name: name.as_bytes().to_vec(),
+            mode: 0o600,
+            uid: 26,
+            gid: 26,
+            mtime_ns: 0,
+            ctime_ns: 0,
+            inode: 0,
+            kind: NodeKind::File {
+                size: content.entries.iter().map(|e| e.len).sum(),
+                content,
+            },
+        }
+    }
+
+    fn snapshot(root: Vec<BlobId>) -> Snapshot {
+        Snapshot {
+            program_version: "test".into(),
+            started_ns: 0,
+            finished_ns: 0,
+            hostname: "db1".into(),
+            tags: vec![],
+            parent: None,
+            root,
+            postgres: None,
+            summary: Summary::default(),
+        }
+    }
+
+    /// Data chunks beyond one batch, shared between two files and two snapshots: once a
+    /// snapshot's walk returns, every chunk it references is in the set, each once.
+    #[test]
+    fn every_data_chunk_is_reached_across_batches_and_roots() {
+        let repo = Repository::init(
+            Storage::memory().unwrap(),
+            b"pw",
+            &InitOptions::with_kdf(KdfParams::INSECURE_FOR_TESTS),
+            RandomSource::System,
+        )
+        .unwrap()
+        .load_index_in_memory()
+        .unwrap();
+        // The walk never reads data chunks, so their ids need no stored blobs: they are the
+        // reached blobs no index lists, which counts them apart from trees and chunk lists.
+        let chunks: Vec<ChunkRef> = (0..2 * DATA_BATCH as u32 + 100)
+            .map(|n| ChunkRef {
+                id: BlobId(*blake3::hash(&n.to_le_bytes()).as_bytes()),
+                len: 8192,
+            })
+            .collect();
+        let packer = repo.packer();
+        let a = packer
+            .add_chunk_list(chunks[..DATA_BATCH + 50].to_vec())
+            .unwrap();
+        let b = packer
+            .add_chunk_list(chunks[DATA_BATCH..].to_vec())
+            .unwrap();
+        let first = packer.add_dir(vec![file("a", a.clone())]).unwrap();
+        let second = packer.add_dir(vec![file("a", a), file("b", b)]).unwrap();
+        packer.flush().unwrap();
+        let unindexed = || repo.with_cache(|c| c.reached_unindexed()).unwrap().len();
+
+        let mut reach = Reach::begin(&repo).unwrap();
+        let mut stop = |u: Unreadable| Err(u.error);
+        reach.snapshot(&snapshot(first), &mut stop).unwrap();
+        assert_eq!(unindexed(), DATA_BATCH + 50);
+        reach.snapshot(&snapshot(second), &mut stop).unwrap();
+        assert_eq!(unindexed(), chunks.len());
+
+        drop(reach);
+        Reach::begin(&repo).unwrap();
+        assert_eq!(repo.with_cache(|c| c.reached_count()).unwrap(), 0);
     }
 }

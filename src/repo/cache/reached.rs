@@ -39,6 +39,25 @@ impl IndexCache {
         Ok(stmt.execute(params![id.as_bytes(), blob_type.code()])? == 1)
     }
 
+    /// Adds blobs of one type to the set, in one transaction and in id order (each page of
+    /// the table is visited once), and empties `ids`. A deferred transaction: it writes only
+    /// the temporary table, so it takes no lock on the cache file that writers would wait for.
+    pub fn reach_mark_all(&self, blob_type: BlobType, ids: &mut Vec<BlobId>) -> Result<()> {
+        ids.sort_unstable();
+        ids.dedup();
+        let tx = self.conn.unchecked_transaction()?;
+        {
+            let mut stmt =
+                tx.prepare_cached("INSERT OR IGNORE INTO reached (id, type) VALUES (?1, ?2)")?;
+            for id in ids.iter() {
+                stmt.execute(params![id.as_bytes(), blob_type.code()])?;
+            }
+        }
+        tx.commit()?;
+        ids.clear();
+        Ok(())
+    }
+
     /// How many distinct blobs the walk reached.
     pub fn reached_count(&self) -> Result<u64> {
         let n: i64 = self
