@@ -7,7 +7,6 @@
 //! `PGPASSWORD`, `PGAPPNAME`, `PGOPTIONS`, `PGCONNECT_TIMEOUT`, `PGSSLMODE`), then libpq's
 //! defaults, and last the password file (`PGPASSFILE`, else `~/.pgpass`).
 
-use std::ffi::CStr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
@@ -16,6 +15,7 @@ use postgres::config::{Host, SslMode};
 use postgres::{Client, Config, NoTls};
 
 use crate::error::{Error, Result};
+use crate::pg::osuser::{self, UserKey};
 use crate::pg::pgpass;
 
 /// Where libpq looks for the server's Unix socket when no host is given: Debian's and Red Hat's
@@ -260,26 +260,7 @@ fn tcp_target(host: &str, port: u16) -> String {
 fn effective_user_name() -> Option<String> {
     // SAFETY: geteuid has no preconditions and cannot fail.
     let uid = unsafe { libc::geteuid() };
-    let mut buf: Vec<libc::c_char> = vec![0; 1024];
-    loop {
-        // SAFETY: a zeroed passwd is a valid value for getpwuid_r to overwrite.
-        let mut entry: libc::passwd = unsafe { std::mem::zeroed() };
-        let mut found: *mut libc::passwd = std::ptr::null_mut();
-        // SAFETY: every pointer is valid for the call, buf.len() is buf's size, and the strings
-        // that entry points to live in buf, which outlives their use below.
-        let rc =
-            unsafe { libc::getpwuid_r(uid, &mut entry, buf.as_mut_ptr(), buf.len(), &mut found) };
-        if rc == libc::ERANGE && buf.len() < 1 << 20 {
-            buf.resize(buf.len() * 2, 0);
-            continue;
-        }
-        if rc != 0 || found.is_null() || entry.pw_name.is_null() {
-            return None;
-        }
-        // SAFETY: pw_name is a NUL-terminated string inside buf.
-        let name = unsafe { CStr::from_ptr(entry.pw_name) };
-        return name.to_str().ok().map(str::to_owned);
-    }
+    osuser::lookup(UserKey::Uid(uid)).map(|user| user.name)
 }
 
 #[cfg(test)]

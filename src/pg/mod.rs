@@ -9,6 +9,7 @@ pub mod control;
 pub mod datadir;
 pub mod history;
 pub mod label;
+pub mod osuser;
 pub mod pgpass;
 pub mod recovery;
 pub mod session;

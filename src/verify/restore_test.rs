@@ -10,7 +10,7 @@
 //! written (server programs, the OS user, room, the snapshot's WAL); [`execute`] runs the plan
 //! and always returns a report, which says how far the test got and why it stopped.
 
-use std::ffi::{CStr, CString, OsStr};
+use std::ffi::{CString, OsStr};
 use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::ffi::OsStrExt;
@@ -27,6 +27,7 @@ use postgres::{Client, NoTls};
 
 use crate::archive::window::WalIndex;
 use crate::error::{Error, ErrorKind, Result};
+use crate::pg::osuser::{self, OsUser, UserKey};
 use crate::pg::recovery::{RecoverySettings, RecoveryTarget, TargetAction};
 use crate::repo::IndexedRepository;
 use crate::repo::id::SnapshotId;
@@ -223,59 +224,6 @@ pub fn find_server(major: u32, explicit: Option<&Path>) -> Result<ServerBinaries
 // ---------------------------------------------------------------------------------------------
 // Who the server runs as
 
-/// An OS user.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct OsUser {
-    pub name: String,
-    pub uid: u32,
-    pub gid: u32,
-}
-
-enum UserKey<'a> {
-    Name(&'a CStr),
-    Uid(u32),
-}
-
-/// The password database's entry for a user name or uid.
-fn lookup_user(key: UserKey) -> Option<OsUser> {
-    let mut buf: Vec<libc::c_char> = vec![0; 1024];
-    loop {
-        // SAFETY: a zeroed passwd is a valid value for getpw*_r to overwrite.
-        let mut entry: libc::passwd = unsafe { std::mem::zeroed() };
-        let mut found: *mut libc::passwd = std::ptr::null_mut();
-        // SAFETY: every pointer is valid for the call, buf.len() is buf's size, and the strings
-        // entry points to live in buf, which outlives their use below.
-        let rc = unsafe {
-            match key {
-                UserKey::Name(name) => libc::getpwnam_r(
-                    name.as_ptr(),
-                    &mut entry,
-                    buf.as_mut_ptr(),
-                    buf.len(),
-                    &mut found,
-                ),
-                UserKey::Uid(uid) => {
-                    libc::getpwuid_r(uid, &mut entry, buf.as_mut_ptr(), buf.len(), &mut found)
-                }
-            }
-        };
-        if rc == libc::ERANGE && buf.len() < 1 << 20 {
-            buf.resize(buf.len() * 2, 0);
-            continue;
-        }
-        if rc != 0 || found.is_null() || entry.pw_name.is_null() {
-            return None;
-        }
-        // SAFETY: pw_name is a NUL-terminated string inside buf.
-        let name = unsafe { CStr::from_ptr(entry.pw_name) };
-        return Some(OsUser {
-            name: name.to_string_lossy().into_owned(),
-            uid: entry.pw_uid,
-            gid: entry.pw_gid,
-        });
-    }
-}
-
 /// The OS user the server runs as, and whether it is another than pgcairn's own.
 #[derive(Clone, Debug)]
 pub struct ServerUser {
@@ -293,7 +241,7 @@ fn server_user(requested: Option<&str>) -> Result<ServerUser> {
         let name = requested.unwrap_or("postgres");
         let c_name =
             CString::new(name).map_err(|_| Error::usage(format!("invalid user name {name:?}")))?;
-        let user = lookup_user(UserKey::Name(&c_name)).ok_or_else(|| {
+        let user = osuser::lookup(UserKey::Name(&c_name)).ok_or_else(|| {
             Error::usage(format!(
                 "pgcairn runs as root, and PostgreSQL refuses to: the restore test runs the \
                  server as an unprivileged OS user, and there is no user {name:?}; name one with \
@@ -308,7 +256,7 @@ fn server_user(requested: Option<&str>) -> Result<ServerUser> {
         }
         return Ok(ServerUser { user, switch: true });
     }
-    let me = lookup_user(UserKey::Uid(euid)).unwrap_or_else(|| OsUser {
+    let me = osuser::lookup(UserKey::Uid(euid)).unwrap_or_else(|| OsUser {
         name: euid.to_string(),
         uid: euid,
         gid: {
