@@ -171,7 +171,10 @@ pub fn plan(
     unindexed.sort();
     for id in unindexed {
         let path = layout::pack(id);
-        let size = repo.storage().size(&path).unwrap_or(0);
+        let (size, modified) = repo
+            .storage()
+            .size_and_modified(&path)
+            .with_context(|| format!("pack {id}, which no index file lists"))?;
         let pack = PackSize { pack: *id, size };
         if let Some(&since) = condemned.get(id) {
             decide_condemned(&mut plan, pack, since);
@@ -179,14 +182,12 @@ pub fn plan(
         }
         // A writer uploads packs before the index file that lists them: only packs older
         // than the grace period are leftovers.
-        let modified = repo.storage().modified_ns(&path)?;
         if modified.is_some_and(|m| now.saturating_sub(m) > grace) {
             plan.condemn_unindexed.push(pack);
         }
     }
     plan.deferred_by = deferred_by.into_iter().collect();
     plan.deferred_by.sort();
-    let since = crate::clock::now_ns();
     for pack in plan
         .condemn
         .iter()
@@ -195,7 +196,7 @@ pub fn plan(
     {
         plan.condemned.push(CondemnedPack {
             id: pack.pack,
-            since_ns: since,
+            since_ns: now,
         });
     }
     Ok(plan)

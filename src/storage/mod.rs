@@ -156,15 +156,17 @@ impl Storage {
         Ok(meta.content_length())
     }
 
-    /// When the object was last written, ns since the Unix epoch, if the backend says.
-    pub fn modified_ns(&self, path: &str) -> Result<Option<i64>> {
+    /// The object's size, and when it was last written (ns since the Unix epoch) if the
+    /// backend says: one request.
+    pub fn size_and_modified(&self, path: &str) -> Result<(u64, Option<i64>)> {
         let meta = self
             .op
             .stat(path)
             .map_err(|e| storage_error(e, "inspecting", path))?;
-        Ok(meta
+        let modified = meta
             .last_modified()
-            .map(|t| t.into_inner().as_nanosecond() as i64))
+            .map(|t| t.into_inner().as_nanosecond() as i64);
+        Ok((meta.content_length(), modified))
     }
 
     pub fn exists(&self, path: &str) -> Result<bool> {
