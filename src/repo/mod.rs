@@ -530,30 +530,28 @@ impl Repository {
     /// The catalogue entry for WAL file `name` of a cluster, or `None` when storage positively
     /// has no such entry.
     pub fn load_wal_entry(&self, system_identifier: u64, name: &str) -> Result<Option<WalEntry>> {
-        let path = layout::wal_entry(&self.wal_entry_name(system_identifier, name));
+        let object = self.wal_entry_name(system_identifier, name);
+        let path = layout::wal_entry(&object);
         let Some(bytes) = self.storage.read_optional(&path)? else {
             return Ok(None);
         };
-        let entry = WalEntry::open(&self.keys.data, &bytes)
-            .with_context(|| format!("WAL catalogue entry {path} ({name})"))?;
-        // Authentic but under another name: storage swapped two entries.
-        if entry.name != name || entry.system_identifier != system_identifier {
-            return Err(Error::integrity(format!(
-                "WAL catalogue entry {path} should hold {name} of system {system_identifier} but \
-                 holds {} of system {} (objects swapped on storage)",
-                entry.name, entry.system_identifier
-            )));
-        }
-        Ok(Some(entry))
+        self.open_wal_object(&object, &bytes)
+            .with_context(|| format!("looking up {name} of system {system_identifier}"))
+            .map(Some)
     }
 
     /// Reads the catalogue entry stored under object name `object`, checking that it belongs
     /// there (its cluster and file name hash to that name).
     pub fn read_wal_object(&self, object: &[u8; 32]) -> Result<WalEntry> {
+        let bytes = self.storage.read(&layout::wal_entry(object))?;
+        self.open_wal_object(object, &bytes)
+    }
+
+    fn open_wal_object(&self, object: &[u8; 32], bytes: &[u8]) -> Result<WalEntry> {
         let path = layout::wal_entry(object);
-        let bytes = self.storage.read(&path)?;
-        let entry = WalEntry::open(&self.keys.data, &bytes)
+        let entry = WalEntry::open(&self.keys.data, bytes)
             .with_context(|| format!("WAL catalogue entry {path}"))?;
+        // Authentic but under another name: storage swapped two entries.
         if self.wal_entry_name(entry.system_identifier, &entry.name) != *object {
             return Err(Error::integrity(format!(
                 "WAL catalogue entry {path} holds {} of system {}, which belongs under \
