@@ -50,11 +50,21 @@ cleanup() {
 }
 trap cleanup EXIT
 
-S3_ENV="AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench-secret AWS_ENDPOINT_URL=http://127.0.0.1:$S3_PORT"
+# Settings in files, not the environment: the restored clusters' restore_command must find them.
+echo bench >"$DATA_ROOT/password"
+cat >"$DATA_ROOT/s3.toml" <<TOML
+[storage]
+endpoint = "http://127.0.0.1:$S3_PORT"
+access_key_id = "bench"
+secret_access_key = "bench-secret"
+TOML
+: >"$DATA_ROOT/local.toml"
+chown "$PG_USER" "$DATA_ROOT/password" "$DATA_ROOT"/*.toml
+chmod 600 "$DATA_ROOT/password" "$DATA_ROOT"/*.toml
 declare -A REPO=([local]="$DATA_ROOT/repo" [s3]="s3://bench/pgcairn")
 pgc() { # pgc local|s3 ARGS...: the pgcairn command line for that repository, for bash -c
   local where=$1; shift
-  echo "env $S3_ENV PGCAIRN_PASSWORD=bench PGCAIRN_CACHE_DIR=$DATA_ROOT/cache-$where $BIN --repo ${REPO[$where]} $*"
+  echo "$BIN --repo ${REPO[$where]} --config $DATA_ROOT/$where.toml --password-file $DATA_ROOT/password --cache-dir $DATA_ROOT/cache-$where $*"
 }
 
 # The cluster archives into both repositories: a snapshot is consistent only with its WAL.

@@ -205,7 +205,7 @@ pub fn restore_file(
         interrupted,
         counters: &counters,
         delta: false,
-        io_pool: &write::io_pool()?,
+        io_pool: &write::io_pool(repo.storage())?,
     }
     .write_files(std::slice::from_ref(&file))
 }
@@ -313,7 +313,7 @@ pub fn restore(
         interrupted: request.interrupted,
         counters: &counters,
         delta: request.delta,
-        io_pool: &write::io_pool()?,
+        io_pool: &write::io_pool(repo.storage())?,
     };
     let tick = || {
         on_progress(&RestoreProgress {

@@ -18,6 +18,7 @@ use crate::repo::id::{BlobId, PackId};
 use crate::repo::layout;
 use crate::repo::pack::BlobType;
 use crate::repo::tree::ChunkRef;
+use crate::storage::Storage;
 
 /// Blobs whose envelopes are closer than this in a pack are fetched in one read.
 const READ_GAP: u64 = 1 << 20;
@@ -46,12 +47,13 @@ pub struct Writer<'a> {
     pub io_pool: &'a rayon::ThreadPool,
 }
 
-/// The pool [`Writer::io_pool`] wants: one thread per core and one more, enough to keep the
-/// cores busy while a read waits (more threads only held more buffers and contended for the
-/// same file).
-pub fn io_pool() -> Result<rayon::ThreadPool> {
+/// The pool [`Writer::io_pool`] wants: on a local repository one thread per core and one more,
+/// enough to keep the cores busy while a read waits (more threads only held more buffers and
+/// contended for the same file); on a remote one, enough reads in flight to cover the
+/// network's round trips ([`Storage::reads_in_flight`]).
+pub fn io_pool(storage: &Storage) -> Result<rayon::ThreadPool> {
     rayon::ThreadPoolBuilder::new()
-        .num_threads(rayon::current_num_threads() + 1)
+        .num_threads(storage.reads_in_flight(rayon::current_num_threads() + 1))
         .thread_name(|i| format!("restore-io-{i}"))
         .build()
         .map_err(|e| Error::internal(format!("starting restore threads: {e}")))

@@ -38,6 +38,8 @@ pub struct Storage {
     service: Service,
     /// Whether the backend refuses a write to an existing name when asked to.
     conditional_create: bool,
+    /// Requests in flight at once ([`Tuning::connections`]).
+    connections: usize,
     location: String,
     /// Bytes read so far, whole objects and ranges: what a command cost in downloads.
     bytes_read: AtomicU64,
@@ -82,7 +84,7 @@ impl Storage {
             _ => {
                 let op = connect::service(&location)?;
                 let op = connect::with_layers(op, &tuning);
-                Self::with_operator(op, None, location.service, location.display)
+                Self::with_operator(op, None, location.service, location.display, &tuning)
             }
         }
     }
@@ -101,13 +103,14 @@ impl Storage {
             Some(root.clone()),
             Service::Local,
             root.display().to_string(),
+            &Tuning::default(),
         )
     }
 
     pub fn memory() -> Result<Self> {
         let op = Operator::new(services::Memory::default())
             .map_err(|e| storage_error(e, "opening", "memory://"))?;
-        Self::with_operator(op, None, Service::Memory, "memory://".into())
+        Self::with_operator(op, None, Service::Memory, "memory://".into(), &Tuning::default())
     }
 
     fn with_operator(
@@ -115,6 +118,7 @@ impl Storage {
         local_root: Option<PathBuf>,
         service: Service,
         location: String,
+        tuning: &Tuning,
     ) -> Result<Self> {
         let capability = op.info().capability();
         check_capabilities(service, &capability, &location)?;
@@ -129,6 +133,7 @@ impl Storage {
             local_root,
             service,
             conditional_create: capability.write_with_if_not_exists && service.publishes_whole(),
+            connections: tuning.connections,
             location,
             bytes_read: AtomicU64::new(0),
         })
@@ -137,6 +142,16 @@ impl Storage {
     /// A failed operation on `path`, with this storage's location for context.
     fn error(&self, err: opendal::Error, doing: &str, path: &str) -> Error {
         storage_error(err, doing, &format!("{path} in {}", self.location))
+    }
+
+    /// How many reads a command should keep in flight to use this storage well: `local` (what
+    /// suits the local disk) for a directory; for a remote backend enough to hide round
+    /// trips, within the bound on connections.
+    pub fn reads_in_flight(&self, local: usize) -> usize {
+        match self.service {
+            Service::Local | Service::Memory => local,
+            _ => self.connections.clamp(local, 8),
+        }
     }
 
     /// Where this storage is, for messages.
