@@ -368,6 +368,26 @@ impl Repository {
         BlobId(blob_hash(&self.keys.chunk_id, data))
     }
 
+    /// Whether a blob has the same id here as in `other`: both repositories share the
+    /// chunk-id key (see `pgcairn init --copy-chunker-params-from`), so ids need no
+    /// translation between them.
+    pub fn shares_chunk_ids_with(&self, other: &Repository) -> bool {
+        self.keys.chunk_id == other.keys.chunk_id
+    }
+
+    /// The key that authenticates the id translations a copy from this repository into
+    /// `target` keeps locally (see [`cache::translations`]): derived from both chunk-id keys,
+    /// so only someone holding both repositories' keys can make a translation that is used.
+    pub fn translation_key(&self, target: &Repository) -> crate::crypto::Key32 {
+        let mut material = zeroize::Zeroizing::new([0u8; 64]);
+        material[..32].copy_from_slice(&self.keys.chunk_id.0);
+        material[32..].copy_from_slice(&target.keys.chunk_id.0);
+        crate::crypto::Key32(blake3::derive_key(
+            "pgcairn 2026-11 copy id translations",
+            &material[..],
+        ))
+    }
+
     /// Adds a key file for another password; returns its id.
     pub fn add_key(&self, password: &[u8], kdf: KdfParams) -> Result<KeyId> {
         let bytes = keyfile::create(

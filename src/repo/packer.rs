@@ -41,6 +41,17 @@ pub struct PackerStats {
     pub cache_hits: u64,
 }
 
+impl std::ops::AddAssign for PackerStats {
+    fn add_assign(&mut self, other: PackerStats) {
+        self.new_blobs += other.new_blobs;
+        self.new_raw_bytes += other.new_raw_bytes;
+        self.new_stored_bytes += other.new_stored_bytes;
+        self.packs += other.packs;
+        self.index_files += other.index_files;
+        self.cache_hits += other.cache_hits;
+    }
+}
+
 /// A pack writer with room for a full pack and the envelope that crosses the limit, so its
 /// buffer is never copied while it grows (the capacity is reserved, not touched, so memory is
 /// used only as the pack fills).

@@ -25,10 +25,15 @@ pub struct Cairn {
 impl Cairn {
     /// A fresh repository (`init` with the test-only KDF).
     pub fn new() -> Cairn {
+        Cairn::with_password(PASSWORD)
+    }
+
+    /// A fresh repository whose password (in [`Self::password_file`]) is `password`.
+    pub fn with_password(password: &str) -> Cairn {
         let cairn = Cairn {
             dir: owned_temp_dir(),
         };
-        write_owned(&cairn.password_file(), &format!("{PASSWORD}\n"));
+        write_owned(&cairn.password_file(), &format!("{password}\n"));
         write_owned(&cairn.path("wrong-password"), "not the password\n");
         cairn.run_ok(&["init"]);
         cairn

@@ -1,0 +1,314 @@
+//! `pgcairn copy` between two local repositories with different passwords (so different
+//! keys): a real PostgreSQL 15 backup with the WAL archived through archive-push is copied,
+//! the target verifies with --read-data, restores to a point in time after the backup through
+//! the copied WAL, and later copies send only what is new. A copy killed with SIGKILL half-way
+//! leaves a target that the next copy completes and that verifies. Errors: a target that was
+//! never initialised, a wrong target password, the same repository twice, an unknown snapshot.
+
+mod common;
+
+use std::ffi::OsString;
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use common::archiving::{server_now, switch_wal_and_wait_archived};
+use common::cairn::{
+    Cairn, assert_code, assert_success, json, new_target, stderr, str_field, table_md5, u64_field,
+    wait_promoted,
+};
+use common::pg::Cluster;
+
+const TARGET_PASSWORD: &str = "an entirely different passphrase";
+
+/// `copy --to TARGET --to-password-file TARGET's --json` plus `extra`, run against `source`.
+fn copy(source: &Cairn, target: &Cairn, extra: &[&str]) -> Output {
+    let mut args: Vec<OsString> = vec!["copy".into(), "--to".into(), target.repo().into()];
+    args.extend(["--to-password-file".into(), target.password_file().into()]);
+    args.push("--json".into());
+    args.extend(extra.iter().map(OsString::from));
+    source.run(&args)
+}
+
+fn copy_json(source: &Cairn, target: &Cairn, extra: &[&str]) -> serde_json::Value {
+    let out = copy(source, target, extra);
+    assert_success(&out, "copy");
+    let summary = json(&out);
+    eprintln!("copy {extra:?}: {summary}");
+    summary
+}
+
+/// What identifies each snapshot of a repository, oldest first, without its id.
+fn backups(cairn: &Cairn) -> Vec<String> {
+    let mut list: Vec<String> = cairn
+        .snapshots()
+        .iter()
+        .map(|s| {
+            format!(
+                "{} {} {} {} {} {} {} {}",
+                s["started_ns"],
+                s["finished_ns"],
+                s["hostname"],
+                s["system_identifier"],
+                s["timeline"],
+                s["start_lsn"],
+                s["stop_lsn"],
+                s["logical_bytes"]
+            )
+        })
+        .collect();
+    list.sort();
+    list
+}
+
+fn verify_read_data(cairn: &Cairn) {
+    let out = cairn.run(&["verify", "--read-data", "--strict"]);
+    assert_success(&out, "verify --read-data of the target");
+}
+
+fn markers(cluster: &Cluster) -> String {
+    cluster.sql_one_string("SELECT coalesce(string_agg(n::text, ',' ORDER BY n), '') FROM markers")
+}
+
+#[test]
+fn a_backup_and_its_wal_copied_restore_to_a_point_in_time_and_later_copies_send_only_news() {
+    let source = Cairn::new();
+    let target = Cairn::with_password(TARGET_PASSWORD);
+    let Some(cluster) = source.archiving_cluster() else {
+        return;
+    };
+    cluster.pgbench_init(2);
+    cluster.execute("CREATE TABLE markers (n int)");
+    cluster.execute("INSERT INTO markers SELECT generate_series(1, 10)");
+    let first = source.backup_json(&cluster, &[]);
+
+    // After the backup: more markers up to a point in time, then some that must not come back.
+    cluster.pgbench(&["-t", "200", "-c", "2"]);
+    cluster.execute("INSERT INTO markers SELECT generate_series(11, 20)");
+    let accounts = table_md5(&cluster, "pgbench_accounts", "aid");
+    std::thread::sleep(Duration::from_millis(50));
+    let target_time = server_now(&cluster);
+    std::thread::sleep(Duration::from_millis(50));
+    cluster.execute("INSERT INTO markers SELECT generate_series(21, 30)");
+    switch_wal_and_wait_archived(&cluster);
+
+    let dry = copy_json(&source, &target, &["--dry-run"]);
+    assert_eq!(u64_field(&dry, "snapshots_to_copy"), 1, "{dry}");
+    assert!(u64_field(&dry, "wal_files_to_copy") >= 2, "{dry}");
+    assert!(target.snapshots().is_empty(), "a dry run wrote a snapshot");
+
+    let copied = copy_json(&source, &target, &[]);
+    assert_eq!(u64_field(&copied, "snapshots_copied"), 1, "{copied}");
+    assert_eq!(copied["shared_chunk_ids"], false, "{copied}");
+    assert_eq!(
+        u64_field(&copied, "wal_files_copied"),
+        u64_field(&dry, "wal_files_to_copy"),
+        "{copied}"
+    );
+    assert!(u64_field(&copied, "blobs_uploaded") > 0, "{copied}");
+    assert_eq!(backups(&target), backups(&source));
+    let copied_id = copied["snapshots"][0]["target"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_ne!(
+        copied_id,
+        str_field(&first, "snapshot"),
+        "ids differ by keys"
+    );
+    verify_read_data(&target);
+
+    // Restored from the target alone (restore_command reads the target's archive) to the
+    // point in time after the backup.
+    let (_keep, pgdata) = new_target("restored");
+    let out = target.restore(
+        &copied_id,
+        &pgdata,
+        &["--target-time", &target_time, "--target-action", "promote"],
+    );
+    assert_success(&out, "restore from the target");
+    let mut restored = Cluster::from_existing(cluster.install(), &pgdata);
+    restored.start();
+    wait_promoted(&restored);
+    assert_eq!(
+        markers(&restored),
+        (1..=20)
+            .map(|n| n.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    assert_eq!(table_md5(&restored, "pgbench_accounts", "aid"), accounts);
+    restored.stop();
+
+    // Nothing new: nothing read, nothing sent.
+    let again = copy_json(&source, &target, &[]);
+    assert_eq!(u64_field(&again, "snapshots_copied"), 0, "{again}");
+    assert_eq!(u64_field(&again, "snapshots_present"), 1, "{again}");
+    assert_eq!(u64_field(&again, "wal_files_copied"), 0, "{again}");
+    assert_eq!(u64_field(&again, "blobs_uploaded"), 0, "{again}");
+    assert_eq!(u64_field(&again, "chunks_read"), 0, "{again}");
+
+    // A second backup after a small change: the copy sends only its new chunks and WAL.
+    cluster.pgbench(&["-t", "100", "-c", "2"]);
+    let second = source.backup_json(&cluster, &[]);
+    switch_wal_and_wait_archived(&cluster);
+    let incremental = copy_json(&source, &target, &[]);
+    assert_eq!(
+        u64_field(&incremental, "snapshots_copied"),
+        1,
+        "{incremental}"
+    );
+    assert_eq!(
+        u64_field(&incremental, "snapshots_present"),
+        1,
+        "{incremental}"
+    );
+    assert!(
+        u64_field(&incremental, "chunks_known") > u64_field(&incremental, "chunks_read"),
+        "most chunks were in the target: {incremental}"
+    );
+    for field in ["blobs_uploaded", "bytes_uploaded"] {
+        assert!(
+            u64_field(&incremental, field) * 3 < u64_field(&copied, field),
+            "{field}: second copy {incremental} vs first {copied}"
+        );
+    }
+    // What the second copy read is what the second backup and the WAL since added.
+    assert!(
+        u64_field(&incremental, "chunks_read") <= u64_field(&second, "new_blobs") + 64,
+        "second copy {incremental} vs second backup {second}"
+    );
+    assert_eq!(backups(&target), backups(&source));
+    // The copy of the second snapshot names the copy of the first as its parent.
+    let snapshots = target.snapshots();
+    let newest = snapshots
+        .iter()
+        .find(|s| s["id"] == incremental["snapshots"][1]["target"])
+        .expect("the copied snapshot is listed");
+    assert_eq!(newest["parent"], copied_id.as_str(), "{newest}");
+
+    // A snapshot forgotten in the target is copied again; without the id translations (a lost
+    // cache) its chunks are read again, but the target has them all: nothing is sent.
+    std::fs::remove_file(target.repo().join("snapshots").join(&copied_id)).unwrap();
+    std::fs::remove_dir_all(source.path("cache").join("copy")).unwrap();
+    let rebuilt = copy_json(&source, &target, &[]);
+    assert_eq!(u64_field(&rebuilt, "snapshots_copied"), 1, "{rebuilt}");
+    assert!(u64_field(&rebuilt, "chunks_read") > 0, "{rebuilt}");
+    assert_eq!(u64_field(&rebuilt, "blobs_uploaded"), 0, "{rebuilt}");
+    assert_eq!(backups(&target), backups(&source));
+    verify_read_data(&target);
+}
+
+#[test]
+fn a_copy_killed_half_way_is_completed_by_the_next_one() {
+    let source = Cairn::new();
+    let target = Cairn::with_password(TARGET_PASSWORD);
+    let Some(cluster) = source.archiving_cluster() else {
+        return;
+    };
+    cluster.pgbench_init(10);
+    source.backup_json(&cluster, &[]);
+    cluster.pgbench(&["-t", "200"]);
+    source.backup_json(&cluster, &[]);
+    switch_wal_and_wait_archived(&cluster);
+
+    // Killed once something is in the target, before the copy could have finished.
+    let mut args: Vec<OsString> = vec!["copy".into(), "--to".into(), target.repo().into()];
+    args.extend(["--to-password-file".into(), target.password_file().into()]);
+    let mut child = source.command(&args).spawn().expect("starting copy");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let packs = target.repo().join("data");
+    let mut ended = None;
+    while Instant::now() < deadline && files_under(&packs) < 3 {
+        ended = child.try_wait().unwrap();
+        if ended.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SIGKILL: no chance to flush, index or release the lock.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        ended.is_none(),
+        "the copy ended ({ended:?}) before it could be killed: make the cluster larger"
+    );
+    assert!(
+        files_under(&packs) >= 3,
+        "the copy wrote no pack within two minutes"
+    );
+    // Whatever the target holds now is consistent.
+    assert_success(&target.run(&["verify"]), "verify after the kill");
+
+    let resumed = copy_json(&source, &target, &[]);
+    assert!(u64_field(&resumed, "snapshots_copied") >= 1, "{resumed}");
+    assert_eq!(backups(&target), backups(&source));
+    verify_read_data(&target);
+}
+
+/// Files under `dir` (0 if it does not exist yet).
+fn files_under(dir: &std::path::Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                files_under(&e.path())
+            } else {
+                1
+            }
+        })
+        .sum()
+}
+
+#[test]
+fn a_missing_target_a_wrong_password_and_the_same_repository_are_refused_clearly() {
+    let source = Cairn::new();
+    let target = Cairn::with_password(TARGET_PASSWORD);
+
+    let nowhere = source.path("not-a-repository");
+    let out = source.run(&[
+        OsString::from("copy"),
+        "--to".into(),
+        nowhere.clone().into(),
+        "--to-password-file".into(),
+        target.password_file().into(),
+    ]);
+    assert_code(&out, 4, "copy into a location with no repository");
+    assert!(
+        stderr(&out).contains("pgcairn init") && stderr(&out).contains("target repository"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = source.run(&[
+        OsString::from("copy"),
+        "--to".into(),
+        target.repo().into(),
+        "--to-password-file".into(),
+        source.path("wrong-password").into(),
+    ]);
+    assert_code(&out, 3, "copy with a wrong target password");
+    assert!(
+        stderr(&out).contains("wrong password") && stderr(&out).contains("target repository"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = source.run(&[
+        OsString::from("copy"),
+        "--to".into(),
+        source.repo().into(),
+        "--to-password-file".into(),
+        source.password_file().into(),
+    ]);
+    assert_code(&out, 6, "copy into the source itself");
+
+    let out = copy(&source, &target, &["--snapshot", "0123abcd"]);
+    assert_code(&out, 2, "an unknown snapshot");
+
+    // An empty source copies nothing, successfully.
+    let empty = copy_json(&source, &target, &[]);
+    assert_eq!(u64_field(&empty, "snapshots_copied"), 0, "{empty}");
+}
