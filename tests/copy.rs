@@ -8,6 +8,7 @@
 mod common;
 
 use std::ffi::OsString;
+use std::path::Path;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
@@ -20,13 +21,19 @@ use common::pg::Cluster;
 
 const TARGET_PASSWORD: &str = "an entirely different passphrase";
 
+/// `copy --to TO --to-password-file PASSWORD_FILE` plus `extra`.
+fn copy_args(to: &Path, password_file: &Path, extra: &[&str]) -> Vec<OsString> {
+    let mut args: Vec<OsString> = vec!["copy".into(), "--to".into(), to.into()];
+    args.extend(["--to-password-file".into(), password_file.into()]);
+    args.extend(extra.iter().map(OsString::from));
+    args
+}
+
 /// `copy --to TARGET --to-password-file TARGET's --json` plus `extra`, run against `source`.
 fn copy(source: &Cairn, target: &Cairn, extra: &[&str]) -> Output {
-    let mut args: Vec<OsString> = vec!["copy".into(), "--to".into(), target.repo().into()];
-    args.extend(["--to-password-file".into(), target.password_file().into()]);
-    args.push("--json".into());
-    args.extend(extra.iter().map(OsString::from));
-    source.run(&args)
+    let mut all = vec!["--json"];
+    all.extend(extra);
+    source.run(&copy_args(&target.repo(), &target.password_file(), &all))
 }
 
 fn copy_json(source: &Cairn, target: &Cairn, extra: &[&str]) -> serde_json::Value {
@@ -201,7 +208,8 @@ fn a_backup_and_its_wal_copied_restore_to_a_point_in_time_and_later_copies_send_
 #[test]
 fn a_copy_killed_half_way_is_completed_by_the_next_one() {
     let source = Cairn::new();
-    let target = Cairn::with_password(TARGET_PASSWORD);
+    // Small packs: the copy indexes what it sent every few packs while it runs.
+    let target = Cairn::init_with(TARGET_PASSWORD, &["--pack-size", "1M"]);
     let Some(cluster) = source.archiving_cluster() else {
         return;
     };
@@ -211,14 +219,14 @@ fn a_copy_killed_half_way_is_completed_by_the_next_one() {
     source.backup_json(&cluster, &[]);
     switch_wal_and_wait_archived(&cluster);
 
-    // Killed once something is in the target, before the copy could have finished.
-    let mut args: Vec<OsString> = vec!["copy".into(), "--to".into(), target.repo().into()];
-    args.extend(["--to-password-file".into(), target.password_file().into()]);
+    // Killed once the target has indexed some of the copy's packs (the first index file is
+    // the WAL's, the next ones the first snapshot's), before the copy could have finished.
+    let args = copy_args(&target.repo(), &target.password_file(), &[]);
     let mut child = source.command(&args).spawn().expect("starting copy");
     let deadline = Instant::now() + Duration::from_secs(120);
-    let packs = target.repo().join("data");
+    let index = target.repo().join("index");
     let mut ended = None;
-    while Instant::now() < deadline && files_under(&packs) < 3 {
+    while Instant::now() < deadline && files_under(&index) < 3 {
         ended = child.try_wait().unwrap();
         if ended.is_some() {
             break;
@@ -233,14 +241,17 @@ fn a_copy_killed_half_way_is_completed_by_the_next_one() {
         "the copy ended ({ended:?}) before it could be killed: make the cluster larger"
     );
     assert!(
-        files_under(&packs) >= 3,
-        "the copy wrote no pack within two minutes"
+        files_under(&index) >= 3,
+        "the copy wrote three index files within two minutes"
     );
+    assert!(target.snapshots().is_empty(), "the killed copy committed a snapshot");
     // Whatever the target holds now is consistent.
     assert_success(&target.run(&["verify"]), "verify after the kill");
 
     let resumed = copy_json(&source, &target, &[]);
-    assert!(u64_field(&resumed, "snapshots_copied") >= 1, "{resumed}");
+    assert_eq!(u64_field(&resumed, "snapshots_copied"), 2, "{resumed}");
+    // What the killed copy indexed is neither read nor sent again.
+    assert!(u64_field(&resumed, "chunks_known") > 100, "{resumed}");
     assert_eq!(backups(&target), backups(&source));
     verify_read_data(&target);
 }
@@ -268,13 +279,7 @@ fn a_missing_target_a_wrong_password_and_the_same_repository_are_refused_clearly
     let target = Cairn::with_password(TARGET_PASSWORD);
 
     let nowhere = source.path("not-a-repository");
-    let out = source.run(&[
-        OsString::from("copy"),
-        "--to".into(),
-        nowhere.clone().into(),
-        "--to-password-file".into(),
-        target.password_file().into(),
-    ]);
+    let out = source.run(&copy_args(&nowhere, &target.password_file(), &[]));
     assert_code(&out, 4, "copy into a location with no repository");
     assert!(
         stderr(&out).contains("pgcairn init") && stderr(&out).contains("target repository"),
@@ -282,13 +287,8 @@ fn a_missing_target_a_wrong_password_and_the_same_repository_are_refused_clearly
         stderr(&out)
     );
 
-    let out = source.run(&[
-        OsString::from("copy"),
-        "--to".into(),
-        target.repo().into(),
-        "--to-password-file".into(),
-        source.path("wrong-password").into(),
-    ]);
+    let wrong = source.path("wrong-password");
+    let out = source.run(&copy_args(&target.repo(), &wrong, &[]));
     assert_code(&out, 3, "copy with a wrong target password");
     assert!(
         stderr(&out).contains("wrong password") && stderr(&out).contains("target repository"),
@@ -296,14 +296,9 @@ fn a_missing_target_a_wrong_password_and_the_same_repository_are_refused_clearly
         stderr(&out)
     );
 
-    let out = source.run(&[
-        OsString::from("copy"),
-        "--to".into(),
-        source.repo().into(),
-        "--to-password-file".into(),
-        source.password_file().into(),
-    ]);
+    let out = source.run(&copy_args(&source.repo(), &source.password_file(), &[]));
     assert_code(&out, 6, "copy into the source itself");
+    assert!(stderr(&out).contains("same repository"), "{}", stderr(&out));
 
     let out = copy(&source, &target, &["--snapshot", "0123abcd"]);
     assert_code(&out, 2, "an unknown snapshot");

@@ -30,6 +30,10 @@ use crate::repo::walcat::WalEntry;
 
 use translate::{Counters, Translator};
 
+/// A copy writes an index file after every this many packs (32 MiB with the default pack
+/// size), not 64 as a backup does: its packs usually cross a slower link, and an interrupted
+/// copy sends again only what no index file lists.
+const PACKS_PER_INDEX_FILE: usize = 4;
 /// How often a running copy reports progress.
 const PROGRESS_PERIOD: Duration = Duration::from_millis(250);
 
@@ -275,52 +279,69 @@ fn copy_snapshots(
     let mut out = Vec::new();
     let mut n = 0;
     for planned in &plan.snapshots {
-        if let Some(target_id) = planned.present_as {
-            out.push(CopiedSnapshot {
-                source_id: planned.source_id,
-                target_id,
-                snapshot: planned.snapshot.clone(),
-                copied: false,
-            });
-            continue;
-        }
-        n += 1;
-        set_phase(format!(
-            "snapshot {} ({n}/{total})",
-            planned.source_id.short()
-        ));
-        let context = || format!("copying snapshot {}", planned.source_id.short());
-        let packer = target.packer();
-        let translated = translate_snapshot(translator, &packer, &planned.snapshot, &ids);
-        let flushed = packer.flush();
-        if let Ok(s) = &flushed {
-            *stats += *s;
-        }
-        let snapshot = translated.with_context(context)?;
-        flushed.with_context(context)?;
-        translator.record()?;
-        // Another copy into the target may have committed it meanwhile.
-        if let Some(target_id) = in_target.find(target, &planned.snapshot)? {
-            ids.insert(planned.source_id, target_id);
-            out.push(CopiedSnapshot {
-                source_id: planned.source_id,
-                target_id,
-                snapshot: planned.snapshot.clone(),
-                copied: false,
-            });
-            continue;
-        }
-        lock.check_current()?;
-        let target_id = target.save_snapshot(&snapshot).with_context(context)?;
+        let (target_id, snapshot, copied) = match planned.present_as {
+            Some(target_id) => (target_id, planned.snapshot.clone(), false),
+            None => {
+                n += 1;
+                set_phase(format!(
+                    "snapshot {} ({n}/{total})",
+                    planned.source_id.short()
+                ));
+                copy_snapshot(translator, target, planned, &ids, &mut in_target, lock, stats)
+                    .with_context(|| format!("copying snapshot {}", planned.source_id.short()))?
+            }
+        };
         ids.insert(planned.source_id, target_id);
         out.push(CopiedSnapshot {
             source_id: planned.source_id,
             target_id,
             snapshot,
-            copied: true,
+            copied,
         });
     }
     Ok(out)
+}
+
+/// Copies one snapshot: its blobs, then (unless the target got it meanwhile) the snapshot.
+/// Returns its id in the target, the snapshot as there, and whether this copy wrote it.
+fn copy_snapshot(
+    translator: &Translator,
+    target: &IndexedRepository,
+    planned: &PlannedSnapshot,
+    ids: &HashMap<SnapshotId, SnapshotId>,
+    in_target: &mut TargetSnapshots,
+    lock: &Locked,
+    stats: &mut PackerStats,
+) -> Result<(SnapshotId, Snapshot, bool)> {
+    let snapshot = with_packer(target, stats, |packer| {
+        translate_snapshot(translator, packer, &planned.snapshot, ids)
+    })?;
+    translator.record()?;
+    // Another copy into the target may have committed it meanwhile.
+    if let Some(target_id) = in_target.find(target, &planned.snapshot)? {
+        return Ok((target_id, planned.snapshot.clone(), false));
+    }
+    lock.check_current()?;
+    Ok((target.save_snapshot(&snapshot)?, snapshot, true))
+}
+
+/// Runs `work` with a new packer into the target, then flushes it, even when `work` failed
+/// (what was stored is indexed, and the next copy finds it), adding what it wrote to `stats`.
+/// When this returns `Ok`, everything `work` stored is durable and indexed.
+pub(crate) fn with_packer<T>(
+    target: &IndexedRepository,
+    stats: &mut PackerStats,
+    work: impl FnOnce(&Packer) -> Result<T>,
+) -> Result<T> {
+    let packer = target.packer().index_every(PACKS_PER_INDEX_FILE);
+    let result = work(&packer);
+    let flushed = packer.flush();
+    if let Ok(s) = &flushed {
+        *stats += *s;
+    }
+    let value = result?;
+    flushed?;
+    Ok(value)
 }
 
 /// The target's snapshots by what identifies their backups, learned incrementally: each look

@@ -36,27 +36,21 @@ pub fn copy_entries(
 ) -> Result<WalCopied> {
     let mut copied = WalCopied::default();
     for batch in batches(entries, BATCH_BYTES) {
-        let packer = target.packer();
-        let translated: Result<Vec<WalEntry>> = batch
-            .iter()
-            .map(|entry| {
-                on_entry(entry);
-                let content = translator
-                    .chunk_list(&packer, &entry.content)
-                    .with_context(|| format!("copying WAL file {}", entry.name))?;
-                Ok(WalEntry {
-                    content,
-                    ..entry.clone()
+        let translated = super::with_packer(target, stats, |packer| {
+            batch
+                .iter()
+                .map(|entry| {
+                    on_entry(entry);
+                    let content = translator
+                        .chunk_list(packer, &entry.content)
+                        .with_context(|| format!("copying WAL file {}", entry.name))?;
+                    Ok(WalEntry {
+                        content,
+                        ..entry.clone()
+                    })
                 })
-            })
-            .collect();
-        // Flushed even on failure: what was stored is indexed, and the next copy finds it.
-        let flushed = packer.flush();
-        if let Ok(s) = &flushed {
-            *stats += *s;
-        }
-        let translated = translated?;
-        flushed?;
+                .collect::<Result<Vec<WalEntry>>>()
+        })?;
         translator.record()?;
         lock.check_current()?;
         for entry in &translated {

@@ -30,12 +30,19 @@ impl Cairn {
 
     /// A fresh repository whose password (in [`Self::password_file`]) is `password`.
     pub fn with_password(password: &str) -> Cairn {
+        Cairn::init_with(password, &[])
+    }
+
+    /// A fresh repository made by `init` with `options`, whose password is `password`.
+    pub fn init_with(password: &str, options: &[&str]) -> Cairn {
         let cairn = Cairn {
             dir: owned_temp_dir(),
         };
         write_owned(&cairn.password_file(), &format!("{password}\n"));
         write_owned(&cairn.path("wrong-password"), "not the password\n");
-        cairn.run_ok(&["init"]);
+        let mut args = vec!["init"];
+        args.extend(options);
+        cairn.run_ok(&args);
         cairn
     }
 
