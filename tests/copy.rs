@@ -244,7 +244,10 @@ fn a_copy_killed_half_way_is_completed_by_the_next_one() {
         files_under(&index) >= 3,
         "the copy wrote three index files within two minutes"
     );
-    assert!(target.snapshots().is_empty(), "the killed copy committed a snapshot");
+    assert!(
+        target.snapshots().is_empty(),
+        "the killed copy committed a snapshot"
+    );
     // Whatever the target holds now is consistent.
     assert_success(&target.run(&["verify"]), "verify after the kill");
 
@@ -306,4 +309,63 @@ fn a_missing_target_a_wrong_password_and_the_same_repository_are_refused_clearly
     // An empty source copies nothing, successfully.
     let empty = copy_json(&source, &target, &[]);
     assert_eq!(u64_field(&empty, "snapshots_copied"), 0, "{empty}");
+}
+
+#[test]
+fn a_target_sharing_chunk_keys_needs_no_translation_and_dedups_native_backups_against_copies() {
+    let source = Cairn::new();
+    let from = |password_file: &Path| -> Vec<OsString> {
+        vec![
+            "--pack-size".into(),
+            "2M".into(),
+            "--copy-chunker-params-from".into(),
+            source.repo().into(),
+            "--from-password-file".into(),
+            password_file.into(),
+        ]
+    };
+    // A wrong password for the repository the keys come from: exit 3, nothing created.
+    let refused = Cairn::uninitialised(TARGET_PASSWORD);
+    let mut args: Vec<OsString> = vec!["init".into()];
+    args.extend(from(&source.path("wrong-password")));
+    assert_code(
+        &refused.run(&args),
+        3,
+        "init with a wrong --from-password-file",
+    );
+    assert!(!refused.repo().join("config").exists());
+
+    let target = Cairn::init_with(TARGET_PASSWORD, &from(&source.password_file()));
+    let Some(cluster) = source.archiving_cluster() else {
+        return;
+    };
+    cluster.pgbench_init(2);
+    let first = source.backup_json(&cluster, &[]);
+    switch_wal_and_wait_archived(&cluster);
+    let copied = copy_json(&source, &target, &[]);
+    assert_eq!(copied["shared_chunk_ids"], true, "{copied}");
+    assert_eq!(u64_field(&copied, "snapshots_copied"), 1, "{copied}");
+
+    cluster.pgbench(&["-t", "100"]);
+    source.backup_json(&cluster, &[]);
+    switch_wal_and_wait_archived(&cluster);
+    let second = copy_json(&source, &target, &[]);
+    assert_eq!(u64_field(&second, "snapshots_copied"), 1, "{second}");
+    assert!(
+        u64_field(&second, "chunks_known") > 5 * u64_field(&second, "chunks_read"),
+        "{second}"
+    );
+    // Ids need no table.
+    assert!(!source.path("cache").join("copy").exists());
+    assert_eq!(backups(&target), backups(&source));
+    verify_read_data(&target);
+
+    // A backup straight into the target, reading every file, stores little: its chunks have
+    // the ids the copies gave them.
+    let native = target.backup_json(&cluster, &["--reread", "--archive-timeout", "0"]);
+    assert!(
+        u64_field(&native, "new_blobs") * 5 < u64_field(&first, "new_blobs"),
+        "backup into the target {native} vs the first backup {first}"
+    );
+    verify_read_data(&target);
 }

@@ -287,8 +287,16 @@ fn copy_snapshots(
                     "snapshot {} ({n}/{total})",
                     planned.source_id.short()
                 ));
-                copy_snapshot(translator, target, planned, &ids, &mut in_target, lock, stats)
-                    .with_context(|| format!("copying snapshot {}", planned.source_id.short()))?
+                copy_snapshot(
+                    translator,
+                    target,
+                    planned,
+                    &ids,
+                    &mut in_target,
+                    lock,
+                    stats,
+                )
+                .with_context(|| format!("copying snapshot {}", planned.source_id.short()))?
             }
         };
         ids.insert(planned.source_id, target_id);
