@@ -369,3 +369,147 @@ fn a_target_sharing_chunk_keys_needs_no_translation_and_dedups_native_backups_ag
     );
     verify_read_data(&target);
 }
+
+/// The library without a server: a snapshot with files, a symlink and a chunk-list blob, a
+/// second snapshot of a cluster and its archived WAL file, copied into another repository and
+/// read back there byte for byte; a WAL file the target holds with other content is refused.
+mod library {
+    use std::sync::atomic::AtomicBool;
+
+    use pgcairn::ErrorKind;
+    use pgcairn::copy::{self, CopyReport, CopyRequest, Selection};
+    use pgcairn::repo::IndexedRepository;
+    use pgcairn::repo::lock::LockKind;
+    use pgcairn::repo::pack::BlobType;
+    use pgcairn::repo::snapshot::{PostgresBackup, Snapshot};
+    use pgcairn::repo::tree::ChunkRef;
+    use pgcairn::repo::walcat::WalEntry;
+
+    use crate::common::{init_indexed, populate, read_file, sample_bytes};
+
+    const SYSID: u64 = 42;
+    const SEGMENT: &str = "000000010000000000000001";
+
+    fn wal_entry(repo: &IndexedRepository, data: &[u8]) -> WalEntry {
+        let packer = repo.packer();
+        let id = packer.add(BlobType::Data, data).unwrap();
+        let content = packer
+            .add_chunk_list(vec![ChunkRef {
+                id,
+                len: data.len() as u64,
+            }])
+            .unwrap();
+        packer.flush().unwrap();
+        WalEntry {
+            system_identifier: SYSID,
+            name: SEGMENT.into(),
+            size: data.len() as u64,
+            checksum: *blake3::hash(data).as_bytes(),
+            content,
+            archived_ns: 7,
+            hostname: "db1".into(),
+            program_version: "test".into(),
+            summary: None,
+        }
+    }
+
+    fn of_cluster(snapshot: &Snapshot) -> Snapshot {
+        let segment_size = 16 << 20;
+        Snapshot {
+            started_ns: 10,
+            finished_ns: 20,
+            postgres: Some(PostgresBackup {
+                server_version_num: 150_008,
+                system_identifier: SYSID,
+                pgdata: b"/pg".to_vec(),
+                timeline: 1,
+                start_lsn: segment_size + 0x28,
+                stop_lsn: segment_size + 0x100,
+                start_wal: SEGMENT.into(),
+                stop_wal: SEGMENT.into(),
+                wal_segment_size: segment_size,
+                backup_label: b"label".to_vec(),
+                tablespace_map: None,
+                data_checksums: true,
+                tablespaces: Vec::new(),
+                bad_pages: Vec::new(),
+                wal_missing: Vec::new(),
+            }),
+            ..snapshot.clone()
+        }
+    }
+
+    fn copy_all(
+        source: &IndexedRepository,
+        target: &IndexedRepository,
+        cache: &std::path::Path,
+    ) -> pgcairn::Result<CopyReport> {
+        let interrupted = AtomicBool::new(false);
+        target.with_lock(LockKind::Writer, |lock| {
+            target.sync_cache()?;
+            let plan = copy::plan(source, target, &Selection::All)?;
+            let request = CopyRequest {
+                translations: copy::open_translations(source, target, Some(cache))?,
+                interrupted: &interrupted,
+                lock,
+            };
+            copy::execute(source, target, &plan, request, &|_| {})
+        })
+    }
+
+    #[test]
+    fn snapshots_and_wal_read_back_the_same_from_the_target() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut source = init_indexed(&dir.path().join("source"));
+        let stored = populate(&mut source);
+        source.save_snapshot(&of_cluster(&stored.snapshot)).unwrap();
+        let segment = sample_bytes(300_000, 9);
+        let entry = wal_entry(&source, &segment);
+        assert!(source.create_wal_entry(&entry).unwrap().is_none());
+        let cache = dir.path().join("copy-cache");
+
+        // A target holding the same WAL file name with other content: refused, naming it.
+        let clashing = init_indexed(&dir.path().join("clashing"));
+        let other = wal_entry(&clashing, &sample_bytes(300_000, 10));
+        assert!(clashing.create_wal_entry(&other).unwrap().is_none());
+        let err = copy_all(&source, &clashing, &cache).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Refused, "{err}");
+        assert!(err.to_string().contains(SEGMENT), "{err}");
+        assert!(clashing.list_snapshots().unwrap().is_empty());
+
+        let target = init_indexed(&dir.path().join("target"));
+        let report = copy_all(&source, &target, &cache).unwrap();
+        assert_eq!(report.snapshots.iter().filter(|s| s.copied).count(), 2);
+        assert_eq!(report.wal.files, 1);
+        assert!(!report.shared_ids);
+        for copied in &report.snapshots {
+            let snapshot = target.load_snapshot(&copied.target_id).unwrap();
+            let source_snapshot = source.load_snapshot(&copied.source_id).unwrap();
+            assert_eq!(snapshot.postgres, source_snapshot.postgres);
+            assert_eq!(snapshot.summary, source_snapshot.summary);
+            assert_eq!(snapshot.tags, source_snapshot.tags);
+            for (path, data) in &stored.files {
+                assert_eq!(
+                    &read_file(&target, &snapshot.root, path).unwrap(),
+                    data,
+                    "{path}"
+                );
+            }
+        }
+        let copied = target.load_wal_entry(SYSID, SEGMENT).unwrap().unwrap();
+        assert_eq!(copied.checksum, entry.checksum);
+        let mut data = Vec::new();
+        for chunk in target.data_chunks(&copied.content).unwrap() {
+            data.extend(target.read_blob(BlobType::Data, &chunk.id).unwrap());
+        }
+        assert_eq!(data, segment);
+
+        // Again: everything is there, and the translations say so without reading.
+        let again = copy_all(&source, &target, &cache).unwrap();
+        assert!(again.snapshots.iter().all(|s| !s.copied));
+        assert_eq!(
+            (again.wal.files, again.chunks_read, again.packer.new_blobs),
+            (0, 0, 0)
+        );
+    }
+}

@@ -37,6 +37,10 @@ snapshots the target has (recognised by cluster, timeline, LSNs and times) and W
 has are skipped, and of the rest only chunks the target lacks are read and uploaded (chunk ids
 of the source are mapped to the target's in a table in the cache directory).
 
+A target made with `pgcairn init --copy-chunker-params-from SOURCE_URL` shares the source's
+chunk ids (not its data key): no table is needed, and backups into the target deduplicate
+against copies (SECURITY.md says what the two repositories then share).
+
 The target is written like a backup writes (a writer lock, packs, then index files, then WAL
 and snapshots): an interrupted copy leaves it consistent, and the next copy goes on where it
 stopped. The source is only read.
