@@ -299,6 +299,14 @@ fn a_missing_target_a_wrong_password_and_the_same_repository_are_refused_clearly
         stderr(&out)
     );
 
+    let out = source.run(&[OsString::from("copy"), "--to".into(), target.repo().into()]);
+    assert_code(&out, 3, "copy with no target password and no terminal");
+    assert!(
+        stderr(&out).contains("--to-password-file"),
+        "{}",
+        stderr(&out)
+    );
+
     let out = source.run(&copy_args(&source.repo(), &source.password_file(), &[]));
     assert_code(&out, 6, "copy into the source itself");
     assert!(stderr(&out).contains("same repository"), "{}", stderr(&out));
