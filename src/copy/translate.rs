@@ -45,8 +45,10 @@ pub struct Counters {
 const MEMO_CHUNKS: usize = 256 * 1024;
 const MEMO_LISTS: usize = 8 * 1024;
 const MEMO_DIRS: usize = 8 * 1024;
-/// Translations are written to the table in transactions of this many.
+/// Translations are written to the table in transactions of this many, or of what was
+/// learned in this long, so that a killed copy loses few.
 const RECORD_BATCH: usize = 4096;
+const RECORD_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -93,6 +95,7 @@ pub struct Translator<'a> {
     /// Translations learned and not yet written to the table. A translation may be recorded
     /// before its chunk is durable: it is only used while the target's index lists the chunk.
     learned: Mutex<Vec<(BlobId, BlobId)>>,
+    recorded: Mutex<std::time::Instant>,
     /// Chunk lists (by the hash of their encoding) and directories translated in this run.
     lists: Memo<[u8; 32], ChunkList>,
     dirs: Memo<Vec<BlobId>, Vec<BlobId>>,
@@ -121,6 +124,7 @@ impl<'a> Translator<'a> {
             table: if shared { None } else { table.map(Mutex::new) },
             chunks: Memo::new(MEMO_CHUNKS),
             learned: Mutex::new(Vec::new()),
+            recorded: Mutex::new(std::time::Instant::now()),
             lists: Memo::new(MEMO_LISTS),
             dirs: Memo::new(MEMO_DIRS),
             interrupted,
@@ -142,6 +146,7 @@ impl<'a> Translator<'a> {
 
     /// Writes the translations learned so far to the table.
     pub fn record(&self) -> Result<()> {
+        *lock(&self.recorded) = std::time::Instant::now();
         let learned = std::mem::take(&mut *lock(&self.learned));
         match &self.table {
             Some(table) => lock(table).record(&learned),
@@ -212,7 +217,9 @@ impl<'a> Translator<'a> {
         let id = packer.blob_id(&data);
         packer.add_with_ids(BlobType::Data, &[(id, &data)])?;
         self.learn(chunk.id, id, true);
-        if lock(&self.learned).len() >= RECORD_BATCH {
+        if lock(&self.learned).len() >= RECORD_BATCH
+            || lock(&self.recorded).elapsed() >= RECORD_EVERY
+        {
             self.record()?;
         }
         Ok(translated(id))
