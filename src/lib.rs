@@ -8,6 +8,7 @@ pub mod backup;
 pub mod chunk;
 pub mod cli;
 pub mod clock;
+pub mod copy;
 pub mod crypto;
 pub mod error;
 pub mod pg;

@@ -44,6 +44,8 @@ enum Command {
     Info(cli::info::InfoArgs),
     /// Rebuild a data directory from a snapshot and configure recovery.
     Restore(cli::restore::RestoreArgs),
+    /// Copy snapshots and their WAL into another repository (an offsite copy), incrementally.
+    Copy(cli::copy::CopyArgs),
     /// Archive a WAL file for the server's archive_command.
     ArchivePush(cli::archive_push::ArchivePushArgs),
     #[command(name = cli::archive_push::WORKER_COMMAND, hide = true)]
@@ -90,6 +92,7 @@ fn main() {
         Command::Init(args) => cli::init::run(&global, args),
         Command::Backup(args) => cli::backup::run(&global, args),
         Command::Restore(args) => cli::restore::run(&global, args),
+        Command::Copy(args) => cli::copy::run(&global, args),
         Command::Snapshots(args) => cli::snapshots::run(&global, args),
         Command::Info(args) => cli::info::run(&global, args),
         Command::ArchivePush(args) => cli::archive_push::run(&global, args),

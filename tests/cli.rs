@@ -128,6 +128,7 @@ fn wrong_password_fails_with_code_3_and_writes_nothing() {
         ],
         vec!["repair", "index"],
         vec!["verify"],
+        vec!["copy"],
     ] {
         let mut full = args.clone();
         full.extend(["--password-file", wrong.to_str().unwrap()]);

@@ -4,9 +4,10 @@ use clap::Args;
 
 use super::{GlobalOptions, password};
 use crate::chunk::{ChunkSizes, ChunkerParams};
-use crate::error::{Error, Result};
+use crate::error::{Context, Error, Result};
 use crate::repo::random::RandomSource;
-use crate::repo::{InitOptions, Repository};
+use crate::repo::{ChunkKeys, InitOptions, Repository};
+use crate::storage::Storage;
 
 #[derive(Args, Debug, Clone)]
 #[command(after_help = "\
@@ -16,6 +17,16 @@ Examples:
 
   # Repository and password file named in a config file:
   pgcairn --config /etc/pgcairn.toml init
+
+  # An offsite copy target that cuts and names chunks as the local repository does:
+  pgcairn init --repo /mnt/offsite/pgcairn --password-file ~/.pgcairn-offsite \
+      --copy-chunker-params-from /backup/pgcairn --from-password-file ~/.pgcairn-pass
+
+--copy-chunker-params-from takes another repository's chunker parameters and its chunk-id and
+chunker keys (not its data key or password): `pgcairn copy` between the two then needs no id
+translation and reads no chunk the target has, and backups into either deduplicate against
+copies. The price: whoever holds either repository's password can tell which chunks the two
+share, so the target's storage is no longer independent of the source's (see SECURITY.md).
 
 The location must be empty or not exist. Keep the password safe: without it (or another key
 added with `pgcairn key add`) the backups cannot be read by anyone, including you.")]
@@ -41,6 +52,42 @@ pub struct InitArgs {
     /// Chunk sizes for other files as MIN,AVG,MAX.
     #[arg(long, value_name = "MIN,AVG,MAX", value_parser = parse_sizes)]
     pub other_chunks: Option<ChunkSizes>,
+
+    /// Share the chunker parameters and the chunk-id and chunker keys of the repository at URL
+    /// (not its data key or password), so that `copy` from it needs no id translation.
+    #[arg(
+        long,
+        value_name = "URL",
+        conflicts_with_all = ["relation_chunks", "wal_chunks", "other_chunks"]
+    )]
+    pub copy_chunker_params_from: Option<String>,
+
+    /// The password of the --copy-chunker-params-from repository, from the first line of this
+    /// file (else PGCAIRN_FROM_PASSWORD, else a prompt).
+    #[arg(
+        long,
+        env = "PGCAIRN_FROM_PASSWORD_FILE",
+        value_name = "PATH",
+        requires = "copy_chunker_params_from"
+    )]
+    pub from_password_file: Option<std::path::PathBuf>,
+}
+
+/// The repository whose chunker parameters and keys `init` shares: its chunker parameters
+/// and chunk keys.
+fn shared_chunking(args: &InitArgs, url: &str) -> Result<(ChunkerParams, ChunkKeys)> {
+    let context = || format!("--copy-chunker-params-from {url}");
+    let storage = Storage::open(url).with_context(context)?;
+    let password = password::Source {
+        file: args.from_password_file.as_deref(),
+        env: "PGCAIRN_FROM_PASSWORD",
+        prompt: "password of the repository to copy chunker parameters from",
+        options: "--from-password-file, PGCAIRN_FROM_PASSWORD_FILE or PGCAIRN_FROM_PASSWORD",
+    }
+    .read()
+    .with_context(context)?;
+    let from = Repository::open(storage, &password).with_context(context)?;
+    Ok((from.config().chunker, from.chunk_keys()))
 }
 
 /// Parses `8K`, `16M`, `4096`.
@@ -74,10 +121,19 @@ pub fn parse_sizes(text: &str) -> Result<ChunkSizes, String> {
 pub fn run(global: &GlobalOptions, args: &InitArgs) -> Result<()> {
     let storage = global.storage()?;
     let defaults = ChunkerParams::default();
-    let chunker = ChunkerParams {
-        relation: args.relation_chunks.unwrap_or(defaults.relation),
-        wal: args.wal_chunks.unwrap_or(defaults.wal),
-        other: args.other_chunks.unwrap_or(defaults.other),
+    let (chunker, chunk_keys) = match &args.copy_chunker_params_from {
+        Some(url) => {
+            let (chunker, keys) = shared_chunking(args, url)?;
+            (chunker, Some(keys))
+        }
+        None => (
+            ChunkerParams {
+                relation: args.relation_chunks.unwrap_or(defaults.relation),
+                wal: args.wal_chunks.unwrap_or(defaults.wal),
+                other: args.other_chunks.unwrap_or(defaults.other),
+            },
+            None,
+        ),
     };
     chunker.validate()?;
     if args.pack_size < 1 << 20 {
@@ -101,6 +157,7 @@ pub fn run(global: &GlobalOptions, args: &InitArgs) -> Result<()> {
         pack_size: args.pack_size,
         compression_level: args.compression_level,
         kdf: password::kdf_for_new_key()?,
+        chunk_keys,
     };
     let repo = Repository::init(storage, &password, &options, RandomSource::System)?;
     if !global.quiet {

@@ -43,26 +43,52 @@ fn prompt(question: &str) -> Result<Password> {
         .map_err(|e| Error::new(ErrorKind::Password, format!("reading the password: {e}")))
 }
 
+/// Where one repository's password is looked for, in order: a file option, an environment
+/// variable, then a prompt on the terminal.
+pub struct Source<'a> {
+    /// `--password-file` and its environment variable, as resolved by clap.
+    pub file: Option<&'a Path>,
+    /// The environment variable that holds the password itself.
+    pub env: &'static str,
+    /// What the prompt asks for.
+    pub prompt: &'static str,
+    /// The options to name when no source gave a password.
+    pub options: &'static str,
+}
+
+impl Source<'_> {
+    /// The password: from the file, else the environment variable, else a prompt if there is
+    /// a terminal.
+    pub fn read(&self) -> Result<Password> {
+        if let Some(path) = self.file {
+            return from_file(path);
+        }
+        if let Some(value) = std::env::var_os(self.env) {
+            return non_empty(Zeroizing::new(value.into_encoded_bytes()), self.env);
+        }
+        if std::io::stdin().is_terminal() {
+            return non_empty(prompt(&format!("{}: ", self.prompt))?, "prompt");
+        }
+        Err(Error::new(
+            ErrorKind::Password,
+            format!(
+                "no {}: use {} (no terminal to prompt on)",
+                self.prompt, self.options
+            ),
+        ))
+    }
+}
+
 /// The password that opens the repository: `--password-file`/`PGCAIRN_PASSWORD_FILE`, then
 /// `PGCAIRN_PASSWORD`, then a prompt if there is a terminal.
 pub fn current(password_file: Option<&Path>) -> Result<Password> {
-    if let Some(path) = password_file {
-        return from_file(path);
+    Source {
+        file: password_file,
+        env: "PGCAIRN_PASSWORD",
+        prompt: "repository password",
+        options: "--password-file, PGCAIRN_PASSWORD_FILE or PGCAIRN_PASSWORD",
     }
-    if let Some(value) = std::env::var_os("PGCAIRN_PASSWORD") {
-        return non_empty(
-            Zeroizing::new(value.into_encoded_bytes()),
-            "PGCAIRN_PASSWORD",
-        );
-    }
-    if std::io::stdin().is_terminal() {
-        return non_empty(prompt("repository password: ")?, "prompt");
-    }
-    Err(Error::new(
-        ErrorKind::Password,
-        "no password: use --password-file, PGCAIRN_PASSWORD_FILE or PGCAIRN_PASSWORD \
-         (no terminal to prompt on)",
-    ))
+    .read()
 }
 
 /// A new password: from `file` if given, else asked twice on the terminal.

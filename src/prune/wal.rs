@@ -79,25 +79,38 @@ fn needed(
         let stop = segment_of(Lsn(pg.stop_lsn.saturating_sub(1)), pg.wal_segment_size);
         timeline == pg.timeline && (start..=stop).contains(&segno)
     });
-    own || pgs[first_anchor..].iter().any(|(_, pg)| {
-        let start = segment_of(Lsn(pg.start_lsn), pg.wal_segment_size);
-        if segno < start {
-            return false;
-        }
-        if timeline == pg.timeline {
-            return true;
-        }
-        match histories.get(&(pg.system_identifier, timeline)) {
-            Some(history) => is_on_history(history, timeline, pg.timeline, Lsn(pg.start_lsn)),
-            None => true,
-        }
-    })
+    own || pgs[first_anchor..]
+        .iter()
+        .any(|(_, pg)| rolls_forward_through(pg, timeline, segno, histories))
+}
+
+/// Whether recovery from the snapshot, rolled forward past its consistency point, may read
+/// segment `segno` of `timeline`: at or after the snapshot's start segment, on its timeline or
+/// on a timeline that branched from it after the snapshot's start (as recovery follows history
+/// files). A timeline whose history file is missing counts, since its ancestry is unknown.
+pub fn rolls_forward_through(
+    pg: &PostgresBackup,
+    timeline: u32,
+    segno: u64,
+    histories: &Histories,
+) -> bool {
+    let start = segment_of(Lsn(pg.start_lsn), pg.wal_segment_size);
+    if segno < start {
+        return false;
+    }
+    if timeline == pg.timeline {
+        return true;
+    }
+    match histories.get(&(pg.system_identifier, timeline)) {
+        Some(history) => is_on_history(history, timeline, pg.timeline, Lsn(pg.start_lsn)),
+        None => true,
+    }
 }
 
 /// The timeline and segment number of a segment, `.partial` or backup history file in the
 /// cluster's segment size; None for history files (always kept) and names that are not valid
 /// for that size (kept: nothing here can place them).
-fn segment_position(entry: &WalEntry, segment_size: u64) -> Option<(u32, u64)> {
+pub fn segment_position(entry: &WalEntry, segment_size: u64) -> Option<(u32, u64)> {
     match parse_wal_file_name(&entry.name, segment_size)? {
         WalFileName::Segment { timeline, segno }
         | WalFileName::Partial { timeline, segno }

@@ -78,7 +78,7 @@ impl Lock {
 
     pub fn describe(&self) -> String {
         let what = match self.kind {
-            LockKind::Writer => "backup",
+            LockKind::Writer => "backup or copy",
             LockKind::Prune => "prune",
         };
         format!(

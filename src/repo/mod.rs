@@ -66,6 +66,9 @@ pub struct InitOptions {
     pub pack_size: u32,
     pub compression_level: i32,
     pub kdf: KdfParams,
+    /// Take the chunk-id and chunker keys of another repository (with its chunker
+    /// parameters) instead of new random ones: see [`Repository::chunk_keys`].
+    pub chunk_keys: Option<ChunkKeys>,
 }
 
 impl InitOptions {
@@ -75,8 +78,19 @@ impl InitOptions {
             pack_size: DEFAULT_PACK_SIZE,
             compression_level: DEFAULT_COMPRESSION_LEVEL,
             kdf,
+            chunk_keys: None,
         }
     }
+}
+
+/// A repository's chunk-id and chunker keys, for a new repository that is to cut and name
+/// chunks as it does (`pgcairn init --copy-chunker-params-from`), so that `copy` between the
+/// two needs no id translation and backups into either deduplicate against copies. The data
+/// key is never shared.
+#[derive(Clone, Debug)]
+pub struct ChunkKeys {
+    chunk_id: crate::crypto::Key32,
+    chunker: crate::crypto::Key32,
 }
 
 /// One key file, as `key list` shows it.
@@ -193,7 +207,11 @@ impl Repository {
         }
         let (keys, config, key_bytes, config_bytes) = {
             let mut rng = random.rng();
-            let keys = MasterKeys::random(&mut rng);
+            let mut keys = MasterKeys::random(&mut rng);
+            if let Some(shared) = &options.chunk_keys {
+                keys.chunk_id = shared.chunk_id.clone();
+                keys.chunker = shared.chunker.clone();
+            }
             let mut repo_id = [0u8; 32];
             rand::RngCore::fill_bytes(&mut rng, &mut repo_id);
             let config = Config {
@@ -366,6 +384,34 @@ impl Repository {
     /// The id a blob with this content has in this repository.
     pub fn blob_id(&self, data: &[u8]) -> BlobId {
         BlobId(blob_hash(&self.keys.chunk_id, data))
+    }
+
+    /// Whether a blob has the same id here as in `other`: both repositories share the
+    /// chunk-id key (see `pgcairn init --copy-chunker-params-from`), so ids need no
+    /// translation between them.
+    pub fn shares_chunk_ids_with(&self, other: &Repository) -> bool {
+        self.keys.chunk_id == other.keys.chunk_id
+    }
+
+    /// This repository's chunk-id and chunker keys, for [`InitOptions::chunk_keys`].
+    pub fn chunk_keys(&self) -> ChunkKeys {
+        ChunkKeys {
+            chunk_id: self.keys.chunk_id.clone(),
+            chunker: self.keys.chunker.clone(),
+        }
+    }
+
+    /// The key that authenticates the id translations a copy from this repository into
+    /// `target` keeps locally (see [`cache::translations`]): derived from both chunk-id keys,
+    /// so only someone holding both repositories' keys can make a translation that is used.
+    pub fn translation_key(&self, target: &Repository) -> crate::crypto::Key32 {
+        let mut material = zeroize::Zeroizing::new([0u8; 64]);
+        material[..32].copy_from_slice(&self.keys.chunk_id.0);
+        material[32..].copy_from_slice(&target.keys.chunk_id.0);
+        crate::crypto::Key32(blake3::derive_key(
+            "pgcairn 2026-11 copy id translations",
+            &material[..],
+        ))
     }
 
     /// Adds a key file for another password; returns its id.

@@ -41,6 +41,17 @@ pub struct PackerStats {
     pub cache_hits: u64,
 }
 
+impl std::ops::AddAssign for PackerStats {
+    fn add_assign(&mut self, other: PackerStats) {
+        self.new_blobs += other.new_blobs;
+        self.new_raw_bytes += other.new_raw_bytes;
+        self.new_stored_bytes += other.new_stored_bytes;
+        self.packs += other.packs;
+        self.index_files += other.index_files;
+        self.cache_hits += other.cache_hits;
+    }
+}
+
 /// A pack writer with room for a full pack and the envelope that crosses the limit, so its
 /// buffer is never copied while it grows (the capacity is reserved, not touched, so memory is
 /// used only as the pack fills).
@@ -72,6 +83,8 @@ pub struct Packer<'r> {
     open: Mutex<OpenPacks>,
     unindexed: Mutex<Unindexed>,
     stats: Mutex<PackerStats>,
+    /// An index file is written once this many packs are unindexed.
+    packs_per_index_file: usize,
 }
 
 /// Locks a mutex; a panic in another thread is already being reported, so a poisoned lock
@@ -94,7 +107,16 @@ impl<'r> Packer<'r> {
             }),
             unindexed: Mutex::new(Unindexed::default()),
             stats: Mutex::new(PackerStats::default()),
+            packs_per_index_file: PACKS_PER_INDEX_FILE,
         }
+    }
+
+    /// Writes an index file after every `packs` packs (at least one) instead of 64: for a
+    /// writer whose packs cost much to send again (a copy over a slow link), so that less is
+    /// lost when it is interrupted, at the price of more, smaller index files.
+    pub fn index_every(mut self, packs: usize) -> Self {
+        self.packs_per_index_file = packs.clamp(1, PACKS_PER_INDEX_FILE);
+        self
     }
 
     pub fn stats(&self) -> PackerStats {
@@ -242,7 +264,7 @@ impl<'r> Packer<'r> {
                 blobs: header.blobs,
             });
             if unindexed.blobs >= BLOBS_PER_INDEX_FILE
-                || unindexed.packs.len() >= PACKS_PER_INDEX_FILE
+                || unindexed.packs.len() >= self.packs_per_index_file
             {
                 std::mem::take(&mut *unindexed).packs
             } else {

@@ -25,12 +25,30 @@ pub struct Cairn {
 impl Cairn {
     /// A fresh repository (`init` with the test-only KDF).
     pub fn new() -> Cairn {
+        Cairn::with_password(PASSWORD)
+    }
+
+    /// A fresh repository whose password (in [`Self::password_file`]) is `password`.
+    pub fn with_password(password: &str) -> Cairn {
+        Cairn::init_with::<&str>(password, &[])
+    }
+
+    /// A fresh repository made by `init` with `options`, whose password is `password`.
+    pub fn init_with<S: AsRef<std::ffi::OsStr>>(password: &str, options: &[S]) -> Cairn {
+        let cairn = Cairn::uninitialised(password);
+        let mut args: Vec<OsString> = vec!["init".into()];
+        args.extend(os_args(options));
+        cairn.run_ok(&args);
+        cairn
+    }
+
+    /// The directory and password files of a repository that `init` has not created yet.
+    pub fn uninitialised(password: &str) -> Cairn {
         let cairn = Cairn {
             dir: owned_temp_dir(),
         };
-        write_owned(&cairn.password_file(), &format!("{PASSWORD}\n"));
+        write_owned(&cairn.password_file(), &format!("{password}\n"));
         write_owned(&cairn.path("wrong-password"), "not the password\n");
-        cairn.run_ok(&["init"]);
         cairn
     }
 

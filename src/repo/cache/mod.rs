@@ -4,6 +4,7 @@
 
 mod packs;
 mod reached;
+pub mod translations;
 
 pub use reached::PackUse;
 
