@@ -37,10 +37,7 @@ impl Repository {
     /// other process.
     pub fn load_index_private(self, path: &Path) -> Result<IndexedRepository> {
         let cache = IndexCache::create(path, &self.config.id)?;
-        Ok(IndexedRepository {
-            repo: self,
-            cache: std::sync::Mutex::new(cache),
-        })
+        Ok(IndexedRepository::new(self, cache))
     }
 }
 

@@ -18,6 +18,7 @@ pub mod tree;
 pub mod walcat;
 
 mod inspect;
+mod metadata_packs;
 pub mod packer;
 mod repair;
 
@@ -28,6 +29,7 @@ use crate::chunk::{ChunkerParams, GearTable, blob_hash};
 use crate::crypto::{KdfParams, MasterKeys};
 use crate::error::{Context, Error, ErrorKind, Result};
 use crate::storage::Storage;
+use metadata_packs::MetadataPacks;
 
 use cache::IndexCache;
 use config::Config;
@@ -117,6 +119,8 @@ pub struct IndexedRepository {
     /// Locked per query: reads (restore, a backup's parent trees) and a backup's packer share
     /// it across threads.
     cache: std::sync::Mutex<IndexCache>,
+    /// Whole metadata packs, on remote storage only ([`metadata_packs`]).
+    metadata_packs: MetadataPacks,
 }
 
 impl std::ops::Deref for IndexedRepository {
@@ -662,25 +666,27 @@ impl Repository {
     pub fn open_cache(self, cache_dir: Option<&Path>) -> Result<IndexedRepository> {
         let path = cache::default_path(cache_dir, &self.config.id)?;
         let cache = IndexCache::open(&path, &self.config.id)?;
-        Ok(IndexedRepository {
-            repo: self,
-            cache: std::sync::Mutex::new(cache),
-        })
+        Ok(IndexedRepository::new(self, cache))
     }
 
     /// Loads the index into a cache in memory (nothing written locally).
     pub fn load_index_in_memory(self) -> Result<IndexedRepository> {
         let cache = IndexCache::in_memory(&self.config.id)?;
-        let indexed = IndexedRepository {
-            repo: self,
-            cache: std::sync::Mutex::new(cache),
-        };
+        let indexed = IndexedRepository::new(self, cache);
         indexed.sync_cache()?;
         Ok(indexed)
     }
 }
 
 impl IndexedRepository {
+    fn new(repo: Repository, cache: IndexCache) -> IndexedRepository {
+        IndexedRepository {
+            repo,
+            cache: std::sync::Mutex::new(cache),
+            metadata_packs: MetadataPacks::default(),
+        }
+    }
+
     /// [`Self::sync_cache`] if the cache was last synced more than `max_age` ago.
     pub fn sync_cache_if_older(&self, max_age: std::time::Duration) -> Result<()> {
         let synced = self.with_cache(|c| c.synced_ns())?;
@@ -777,6 +783,21 @@ impl IndexedRepository {
     pub fn read_blob(&self, blob_type: BlobType, id: &BlobId) -> Result<Vec<u8>> {
         let loc = self.locate_blob(blob_type, id)?;
         let path = layout::pack(&loc.pack);
+        if blob_type != BlobType::Data && self.storage.is_remote() {
+            let pack = self
+                .metadata_packs
+                .get_or_fetch(&loc.pack, || self.storage.read(&path))?;
+            let start = loc.entry.offset as usize;
+            let envelope = pack
+                .get(start..start + loc.entry.stored_len as usize)
+                .ok_or_else(|| {
+                    Error::integrity(format!(
+                        "pack {path} is {} bytes, shorter than its index says",
+                        pack.len()
+                    ))
+                })?;
+            return self.open_blob(&loc, envelope);
+        }
         let envelope = self
             .storage
             .read_range(&path, loc.entry.offset, u64::from(loc.entry.stored_len))

@@ -144,13 +144,19 @@ impl Storage {
         storage_error(err, doing, &format!("{path} in {}", self.location))
     }
 
+    /// Whether every operation crosses a network (anything but a local directory or memory).
+    pub fn is_remote(&self) -> bool {
+        !matches!(self.service, Service::Local | Service::Memory)
+    }
+
     /// How many reads a command should keep in flight to use this storage well: `local` (what
     /// suits the local disk) for a directory; for a remote backend enough to hide round
     /// trips, within the bound on connections.
     pub fn reads_in_flight(&self, local: usize) -> usize {
-        match self.service {
-            Service::Local | Service::Memory => local,
-            _ => self.connections.clamp(local, 8),
+        if self.is_remote() {
+            self.connections.min(8).max(local)
+        } else {
+            local
         }
     }
 
