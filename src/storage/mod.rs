@@ -10,6 +10,9 @@ use opendal::{ErrorKind as DalKind, Operator, blocking, options, services};
 
 use crate::error::{Error, ErrorKind, Result};
 
+#[cfg(feature = "fault-injection")]
+mod faults;
+
 /// Name of the directory, inside a local repository, where writes are staged before the rename
 /// that publishes them.
 const STAGING_DIR: &str = ".staging";
@@ -83,6 +86,8 @@ impl Storage {
 
     fn with_operator(op: Operator, local_root: Option<PathBuf>, location: String) -> Result<Self> {
         let runtime = runtime()?;
+        #[cfg(feature = "fault-injection")]
+        let op = faults::wrap(op);
         let op = {
             let _guard = runtime.enter();
             blocking::Operator::new(op).map_err(|e| storage_error(e, "opening", &location))?
