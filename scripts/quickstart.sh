@@ -4,6 +4,8 @@
 # data, takes a full and an incremental backup while pgbench writes, commits a row to keep and,
 # a moment later, one to lose; then restores to the point in time between the two into a new
 # directory, starts it and checks the data. Everything it creates is removed on exit.
+# QUICKSTART_REPO=URL runs the same job against another repository (an empty S3 prefix, say),
+# with credentials in the environment (docs/storage.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,7 +35,7 @@ trap cleanup EXIT
 pg_start() { as_pg "$pgbin/pg_ctl" -D "$1" -l "$1.log" -w -o "-p $2 -k $work -c listen_addresses=''" start >/dev/null; }
 psql_at() { as_pg "$pgbin/psql" -h "$work" -p "$1" -U postgres -d postgres -Atc "$2"; }
 
-export PGCAIRN_REPO=$work/repo PGCAIRN_CACHE_DIR=$work/cache PGCAIRN_PASSWORD_FILE=$work/password
+export PGCAIRN_REPO=${QUICKSTART_REPO:-$work/repo} PGCAIRN_CACHE_DIR=$work/cache PGCAIRN_PASSWORD_FILE=$work/password
 as_pg sh -c "umask 077; printf '%s\n' 'correct horse battery staple' > '$work/password'"
 db="host=$work port=$port user=postgres dbname=postgres"
 pgc() { as_pg env PGCAIRN_REPO="$PGCAIRN_REPO" PGCAIRN_CACHE_DIR="$PGCAIRN_CACHE_DIR" \
@@ -45,7 +47,7 @@ pgc init
 as_pg "$pgbin/initdb" -k -A trust -U postgres -D "$work/data" >/dev/null
 cat >> "$work/data/postgresql.conf" <<CONF
 archive_mode = on
-archive_command = '$bin --repo $work/repo --password-file $work/password --cache-dir $work/cache archive-push %p'
+archive_command = '$bin --repo $PGCAIRN_REPO --password-file $work/password --cache-dir $work/cache archive-push %p'
 CONF
 pg_start "$work/data" "$port"
 as_pg "$pgbin/pgbench" -h "$work" -p "$port" -U postgres -i -s 10 -q postgres 2>/dev/null

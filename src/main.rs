@@ -85,6 +85,7 @@ fn main() {
         }
         err.exit()
     });
+    cli::logging::init(cli.global.verbose, cli.global.quiet);
     let result = cli.global.resolve().and_then(|global| match &cli.command {
         Command::Init(args) => cli::init::run(&global, args),
         Command::Backup(args) => cli::backup::run(&global, args),

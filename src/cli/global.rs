@@ -1,12 +1,13 @@
 //! Options every command takes, merged from the command line, the environment and the config
 //! file (in that order of precedence).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use clap::Args;
 use serde::Deserialize;
 
-use crate::error::{Context, Error, Result};
+use crate::error::{Error, Result};
 use crate::prune::duration::Duration;
 use crate::prune::policy::{Count, Policy};
 use crate::repo::keycache::KeyCache;
@@ -17,7 +18,13 @@ use super::password;
 
 #[derive(Args, Debug, Clone, Default)]
 pub struct GlobalOptions {
-    /// Repository location: a local directory path.
+    /// Repository location: a local directory path, or s3://BUCKET/PREFIX,
+    /// sftp://USER@HOST/PATH, webdav://HOST/PATH (webdav+http:// for plain HTTP),
+    /// gcs://BUCKET/PREFIX, azblob://CONTAINER/PREFIX. Credentials come from each service's
+    /// usual environment variables (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION,
+    /// AWS_ENDPOINT_URL; GOOGLE_APPLICATION_CREDENTIALS; AZURE_STORAGE_ACCOUNT,
+    /// AZURE_STORAGE_KEY; PGCAIRN_WEBDAV_USER, PGCAIRN_WEBDAV_PASSWORD) or the config file's
+    /// [storage] table; see docs/storage.md.
     #[arg(long, global = true, env = "PGCAIRN_REPO", value_name = "URL")]
     pub repo: Option<String>,
 
@@ -65,6 +72,11 @@ pub struct GlobalOptions {
     /// given (see `PolicyArgs::resolve`).
     #[arg(skip)]
     pub config_policy: Policy,
+
+    /// The config file's `[storage]` table: backend options and credentials, and pgcairn's
+    /// timeout, io_timeout, retries and connections.
+    #[arg(skip)]
+    pub storage_options: BTreeMap<String, String>,
 }
 
 /// The settings a config file may hold.
@@ -87,6 +99,8 @@ struct ConfigFile {
     keep_within: Option<Duration>,
     #[serde(default)]
     keep_tag: Vec<String>,
+    #[serde(default)]
+    storage: BTreeMap<String, toml::Value>,
 }
 
 impl GlobalOptions {
@@ -118,6 +132,21 @@ impl GlobalOptions {
             within: file.keep_within,
             tags: file.keep_tag,
         };
+        self.storage_options = file
+            .storage
+            .into_iter()
+            .map(|(key, value)| match value {
+                toml::Value::String(text) => Ok((key, text)),
+                toml::Value::Integer(n) => Ok((key, n.to_string())),
+                toml::Value::Boolean(b) => Ok((key, b.to_string())),
+                other => Err(Error::usage(format!(
+                    "config file {}: [storage] {key}: expected a string, number or boolean, \
+                     found {}",
+                    path.display(),
+                    other.type_str()
+                ))),
+            })
+            .collect::<Result<_>>()?;
         Ok(self)
     }
 
@@ -126,6 +155,11 @@ impl GlobalOptions {
     /// are passed on as arguments, which win over the environment the process inherits.
     pub fn to_args(&self) -> Vec<std::ffi::OsString> {
         let mut args: Vec<std::ffi::OsString> = Vec::new();
+        // The config file too, for what has no option (the [storage] table); the options
+        // below win over it as they did here.
+        if let Some(config) = &self.config {
+            args.extend(["--config".into(), config.into()]);
+        }
         if let Some(repo) = &self.repo {
             args.extend(["--repo".into(), repo.into()]);
         }
@@ -149,7 +183,7 @@ impl GlobalOptions {
         let url = self.repo.as_deref().ok_or_else(|| {
             Error::usage("no repository given: use --repo, PGCAIRN_REPO or `repo` in --config")
         })?;
-        Storage::open(url).with_context(|| format!("repository {url}"))
+        Storage::open_with(url, &self.storage_options)
     }
 
     /// Opens the repository with the password from the usual sources.

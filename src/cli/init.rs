@@ -83,6 +83,18 @@ pub fn run(global: &GlobalOptions, args: &InitArgs) -> Result<()> {
     if args.pack_size < 1 << 20 {
         return Err(Error::usage("--pack-size must be at least 1M"));
     }
+    // Before the password prompt: bad credentials or a missing bucket fail at once.
+    let guarantees = storage.probe()?;
+    if !global.quiet {
+        println!("storage {}", guarantees);
+    }
+    if !guarantees.conditional_create_works {
+        eprintln!(
+            "pgcairn: note: this backend cannot refuse a second writer of the same WAL \
+             file; two servers archiving the same cluster (a split brain) could replace \
+             each other's WAL there. See docs/storage.md."
+        );
+    }
     let password = password::for_init(global.password_file.as_deref())?;
     let options = InitOptions {
         chunker,

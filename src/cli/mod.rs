@@ -10,6 +10,7 @@ pub mod info;
 pub mod init;
 pub mod interrupt;
 pub mod key;
+pub mod logging;
 pub mod password;
 pub mod policy_args;
 pub mod progress;

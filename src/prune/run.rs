@@ -64,6 +64,8 @@ pub struct PruneReport {
     /// What was done (absent on a dry run).
     pub done: Option<GcOutcome>,
     pub stale_locks_removed: usize,
+    /// Interrupted uploads (staging objects older than the grace period) deleted.
+    pub staging_removed: usize,
 }
 
 /// What a running prune is doing, for a progress display.
@@ -171,6 +173,7 @@ fn prune_locked(
         packs: GcPlan::default(),
         done: None,
         stale_locks_removed: 0,
+        staging_removed: 0,
     };
 
     if !options.dry_run {
@@ -262,6 +265,11 @@ fn prune_locked(
     }
     on_phase("reclaiming space");
     report.done = Some(gc::execute(repo, &report.packs, &check)?);
-    report.stale_locks_removed = repo.remove_stale_locks(&locks, crate::clock::now_ns())?;
+    let now_ns = crate::clock::now_ns();
+    report.stale_locks_removed = repo.remove_stale_locks(&locks, now_ns)?;
+    let grace = options.gc.grace.as_nanos() as i64;
+    report.staging_removed = repo
+        .storage()
+        .remove_staging_older_than(now_ns.saturating_sub(grace))?;
     Ok(report)
 }

@@ -1,7 +1,18 @@
 //! Storage through OpenDAL: an operator built from a repository URL, with the guarantees the
-//! repository relies on: a write is atomic (never visible half-done) and durable once it
-//! returns (file and directory fsynced on the local filesystem).
+//! repository relies on, whatever the backend:
+//! - a write is atomic (never visible half-done) and durable once it returns (file and
+//!   directory fsynced on the local filesystem; staged and renamed into place on SFTP and
+//!   WebDAV, whose servers write into the named file as bytes arrive);
+//! - [`Storage::create_new`] never replaces an object, or, where the backend cannot promise
+//!   that, finds out by reading the object back (see its comment);
+//! - a remote backend's operations time out, are retried with backoff, and are bounded in
+//!   number ([`connect`]).
 
+mod connect;
+mod errors;
+mod location;
+
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,11 +21,15 @@ use opendal::{ErrorKind as DalKind, Operator, blocking, options, services};
 
 use crate::error::{Error, ErrorKind, Result};
 
+pub use connect::Tuning;
+use errors::storage_error;
+pub use location::{Location, Service};
+
 #[cfg(feature = "fault-injection")]
 mod faults;
 
-/// Name of the directory, inside a local repository, where writes are staged before the rename
-/// that publishes them.
+/// Name of the directory, inside a repository, where writes are staged before the rename
+/// that publishes them (local filesystem, SFTP, WebDAV).
 const STAGING_DIR: &str = ".staging";
 
 pub struct Storage {
@@ -23,6 +38,9 @@ pub struct Storage {
     _runtime: Arc<tokio::runtime::Runtime>,
     /// Root directory for the local filesystem backend, to fsync directories.
     local_root: Option<PathBuf>,
+    service: Service,
+    /// Whether the backend refuses a write to an existing name when asked to.
+    conditional_create: bool,
     location: String,
     /// Bytes read so far, whole objects and ranges: what a command cost in downloads.
     bytes_read: AtomicU64,
@@ -45,25 +63,31 @@ fn runtime() -> Result<Arc<tokio::runtime::Runtime>> {
 }
 
 impl Storage {
-    /// Opens the storage a repository URL names: a plain path (or `file://`) is a local
-    /// directory; `memory://` is an in-process store for tests.
+    /// Opens the storage a repository URL names, with options from the environment only.
     pub fn open(url: &str) -> Result<Self> {
-        if url == "memory://" {
-            return Self::memory();
+        Self::open_with(url, &BTreeMap::new())
+    }
+
+    /// Opens the storage a repository URL names: a plain path (or `file://`) is a local
+    /// directory, `memory://` an in-process store for tests, and `s3://`, `sftp://`,
+    /// `webdav://`, `gcs://`, `azblob://` remote backends ([`Location`]). `config` is the
+    /// config file's `[storage]` table.
+    pub fn open_with(url: &str, config: &BTreeMap<String, String>) -> Result<Self> {
+        let mut config = config.clone();
+        let tuning = Tuning::take_from(&mut config)?;
+        let location = Location::parse(url, &config, &|var| std::env::var(var).ok())?;
+        match location.service {
+            Service::Memory => Self::memory(),
+            Service::Local => {
+                let path = location.path.as_deref().unwrap_or(Path::new(url));
+                Self::local(path)
+            }
+            _ => {
+                let op = connect::service(&location)?;
+                let op = connect::with_layers(op, &tuning);
+                Self::with_operator(op, None, location.service, location.display)
+            }
         }
-        if let Some((scheme, _)) = url.split_once("://")
-            && scheme != "file"
-        {
-            return Err(Error::usage(format!(
-                "repository URL {url:?}: the {scheme}:// backend is not available in this build; \
-                 use a local directory path"
-            )));
-        }
-        let path = url.strip_prefix("file://").unwrap_or(url);
-        if path.is_empty() {
-            return Err(Error::usage("repository path is empty"));
-        }
-        Self::local(Path::new(path))
     }
 
     pub fn local(path: &Path) -> Result<Self> {
@@ -75,16 +99,28 @@ impl Storage {
             .atomic_write_dir(&staging.to_string_lossy());
         let op = Operator::new(builder)
             .map_err(|e| storage_error(e, "opening", &root.to_string_lossy()))?;
-        Self::with_operator(op, Some(root.clone()), root.display().to_string())
+        Self::with_operator(
+            op,
+            Some(root.clone()),
+            Service::Local,
+            root.display().to_string(),
+        )
     }
 
     pub fn memory() -> Result<Self> {
         let op = Operator::new(services::Memory::default())
             .map_err(|e| storage_error(e, "opening", "memory://"))?;
-        Self::with_operator(op, None, "memory://".into())
+        Self::with_operator(op, None, Service::Memory, "memory://".into())
     }
 
-    fn with_operator(op: Operator, local_root: Option<PathBuf>, location: String) -> Result<Self> {
+    fn with_operator(
+        op: Operator,
+        local_root: Option<PathBuf>,
+        service: Service,
+        location: String,
+    ) -> Result<Self> {
+        let capability = op.info().capability();
+        check_capabilities(service, &capability, &location)?;
         let runtime = runtime()?;
         #[cfg(feature = "fault-injection")]
         let op = faults::wrap(op);
@@ -96,9 +132,16 @@ impl Storage {
             op,
             _runtime: runtime,
             local_root,
+            service,
+            conditional_create: capability.write_with_if_not_exists && service.publishes_whole(),
             location,
             bytes_read: AtomicU64::new(0),
         })
+    }
+
+    /// A failed operation on `path`, with this storage's location for context.
+    fn error(&self, err: opendal::Error, doing: &str, path: &str) -> Error {
+        storage_error(err, doing, &format!("{path} in {}", self.location))
     }
 
     /// Where this storage is, for messages.
@@ -117,13 +160,12 @@ impl Storage {
 
     /// Reads a whole object. A missing object is `Ok(None)`.
     pub fn read_optional(&self, path: &str) -> Result<Option<Vec<u8>>> {
-        match self.op.read(path) {
-            Ok(buf) => {
-                self.count_read(buf.len());
-                Ok(Some(buf.to_vec()))
+        match self.read_into_vec(path, .., 0) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == DalKind::NotFound && !errors::names_missing_container(&e) => {
+                Ok(None)
             }
-            Err(e) if e.kind() == DalKind::NotFound => Ok(None),
-            Err(e) => Err(storage_error(e, "reading", path)),
+            Err(e) => Err(self.error(e, "reading", path)),
         }
     }
 
@@ -135,29 +177,43 @@ impl Storage {
 
     /// Reads `len` bytes at `offset`; fewer bytes than asked is an integrity error.
     pub fn read_range(&self, path: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
-        let opts = options::ReadOptions {
-            range: (offset..offset + len).into(),
-            ..Default::default()
-        };
         let buf = self
-            .op
-            .read_options(path, opts)
-            .map_err(|e| storage_error(e, "reading", path))?;
-        self.count_read(buf.len());
+            .read_into_vec(path, offset..offset + len, len as usize)
+            .map_err(|e| self.error(e, "reading", path))?;
         if buf.len() as u64 != len {
             return Err(Error::integrity(format!(
                 "{path}: asked for {len} bytes at offset {offset}, got {} (truncated)",
                 buf.len()
             )));
         }
-        Ok(buf.to_vec())
+        Ok(buf)
+    }
+
+    /// Streams a range of an object into one buffer as it arrives: a download is held once
+    /// (plus the piece in flight), not collected in pieces and then copied.
+    fn read_into_vec(
+        &self,
+        path: &str,
+        range: impl Into<opendal::BytesRange>,
+        expected: usize,
+    ) -> opendal::Result<Vec<u8>> {
+        let pieces = self.op.reader(path)?.into_iterator(range)?;
+        let mut buf = Vec::with_capacity(expected);
+        for piece in pieces {
+            let piece = piece?;
+            self.count_read(piece.len());
+            for bytes in piece {
+                buf.extend_from_slice(&bytes);
+            }
+        }
+        Ok(buf)
     }
 
     pub fn size(&self, path: &str) -> Result<u64> {
         let meta = self
             .op
             .stat(path)
-            .map_err(|e| storage_error(e, "inspecting", path))?;
+            .map_err(|e| self.error(e, "inspecting", path))?;
         Ok(meta.content_length())
     }
 
@@ -167,7 +223,7 @@ impl Storage {
         let meta = self
             .op
             .stat(path)
-            .map_err(|e| storage_error(e, "inspecting", path))?;
+            .map_err(|e| self.error(e, "inspecting", path))?;
         let modified = meta
             .last_modified()
             .map(|t| t.into_inner().as_nanosecond() as i64);
@@ -175,41 +231,164 @@ impl Storage {
     }
 
     pub fn exists(&self, path: &str) -> Result<bool> {
-        self.op
-            .exists(path)
-            .map_err(|e| storage_error(e, "inspecting", path))
+        match self.op.stat(path) {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == DalKind::NotFound && !errors::names_missing_container(&e) => {
+                Ok(false)
+            }
+            Err(e) => Err(self.error(e, "inspecting", path)),
+        }
     }
 
     /// Writes an object atomically and durably: when this returns, the object is complete
-    /// and survives a crash; before, it is not visible under its name.
+    /// and survives a crash; before, it is not visible under its name. The bytes are handed
+    /// to OpenDAL as one buffer, so a retried upload sends the same bytes again.
     pub fn write(&self, path: &str, bytes: Vec<u8>) -> Result<()> {
-        self.op
-            .write(path, bytes)
-            .map_err(|e| storage_error(e, "writing", path))?;
+        if self.service.publishes_whole() {
+            self.op
+                .write(path, bytes)
+                .map_err(|e| self.error(e, "writing", path))?;
+        } else {
+            self.write_staged(path, bytes)?;
+        }
         if let Some(root) = &self.local_root {
             sync_parents(root, path)?;
         }
         Ok(())
     }
 
-    /// Creates an object that must not exist yet, atomically and durably. Returns `false`, and
-    /// changes nothing, when an object of that name is already there: two writers racing for
-    /// one name never overwrite each other, whichever wins.
+    /// Uploads under a private staging name, then renames into place, so that readers never
+    /// see a partial object (and a crashed upload leaves only a staging leftover).
+    fn write_staged(&self, path: &str, bytes: Vec<u8>) -> Result<()> {
+        let staged = format!(
+            "{STAGING_DIR}/{}-{:016x}",
+            path.replace('/', "_"),
+            rand::random::<u64>()
+        );
+        self.op
+            .write(&staged, bytes)
+            .map_err(|e| self.error(e, "writing", &staged))?;
+        let renamed = self.op.rename(&staged, path);
+        if let Err(e) = renamed {
+            let _ = self.op.delete(&staged);
+            return Err(self.error(e, "publishing", path));
+        }
+        Ok(())
+    }
+
+    /// Creates an object that must not exist yet, atomically and durably. Returns `false`
+    /// when an object of that name is already there (its content is then the other writer's).
+    ///
+    /// On the local filesystem this is `link(2)`, which never replaces. Object stores that
+    /// support conditional writes (`If-None-Match: *`) refuse the second writer. Elsewhere
+    /// (SFTP, WebDAV) it is a check, a write and a read-back: two writers racing in the
+    /// window between check and write both write, the later one wins, and the earlier one
+    /// learns it lost only if it reads back after the later write. The read-back is also
+    /// done after a conditional write, so a server that ignores the condition is caught in
+    /// the same way. Callers (the WAL catalogue) race only when two processes archive the
+    /// same file of the same cluster, which is the same content unless the cluster forked.
     pub fn create_new(&self, path: &str, bytes: Vec<u8>) -> Result<bool> {
-        let Some(root) = &self.local_root else {
+        if let Some(root) = &self.local_root {
+            let created = create_new_local(root, path, &bytes)
+                .map_err(|e| Error::new(ErrorKind::Storage, format!("creating {path}: {e}")))?;
+            if created {
+                sync_parents(root, path)?;
+            }
+            return Ok(created);
+        }
+        if self.service == Service::Memory {
             // The in-process store serves one process: a check then a write is enough.
             if self.exists(path)? {
                 return Ok(false);
             }
             self.write(path, bytes)?;
             return Ok(true);
-        };
-        let created = create_new_local(root, path, &bytes)
-            .map_err(|e| Error::new(ErrorKind::Storage, format!("creating {path}: {e}")))?;
-        if created {
-            sync_parents(root, path)?;
         }
-        Ok(created)
+        if self.conditional_create {
+            let opts = options::WriteOptions {
+                if_not_exists: true,
+                ..Default::default()
+            };
+            match self.op.write_options(path, bytes.clone(), opts) {
+                Ok(_) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        DalKind::ConditionNotMatch | DalKind::AlreadyExists
+                    ) =>
+                {
+                    return Ok(false);
+                }
+                Err(e) => return Err(self.error(e, "creating", path)),
+            }
+        } else {
+            if self.exists(path)? {
+                return Ok(false);
+            }
+            self.write(path, bytes.clone())?;
+        }
+        // Ours is there unless another writer replaced it.
+        Ok(self.read_optional(path)?.as_deref() == Some(&bytes[..]))
+    }
+
+    /// Deletes staging leftovers (uploads a crash interrupted before their rename) last
+    /// written before `cutoff_ns`; returns how many. An upload still running keeps touching
+    /// its staging object, so a cutoff past the longest upload never races one.
+    pub fn remove_staging_older_than(&self, cutoff_ns: i64) -> Result<usize> {
+        let mut removed = 0;
+        for (name, meta) in self.list_files(STAGING_DIR)? {
+            let path = format!("{STAGING_DIR}/{name}");
+            let modified = match meta.last_modified() {
+                Some(t) => Some(t.into_inner().as_nanosecond() as i64),
+                None => self.size_and_modified(&path)?.1,
+            };
+            if modified.is_some_and(|m| m < cutoff_ns) {
+                self.delete(&path)?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Tries the guarantees the repository relies on with a throwaway object, for `init`:
+    /// that a create-if-absent is refused the second time, that a new object is listed at
+    /// once (prune's safety assumes read-after-write listings, format-spec §13), and that
+    /// the credentials may write, list and delete. Returns what it found, for the user.
+    pub fn probe(&self) -> Result<Guarantees> {
+        let name = format!("{STAGING_DIR}/probe-{:016x}", rand::random::<u64>());
+        let created = self.create_new(&name, b"pgcairn probe 1".to_vec())?;
+        let refused = !self.create_new(&name, b"pgcairn probe 2".to_vec())?;
+        let listed = self
+            .list(STAGING_DIR)?
+            .iter()
+            .any(|listed| name.ends_with(listed.as_str()));
+        self.delete(&name)?;
+        if !created || !listed {
+            return Err(Error::new(
+                ErrorKind::Storage,
+                format!(
+                    "{}: an object written to {name} was {}; pgcairn needs storage that \
+                     shows a write at once (format-spec §13)",
+                    self.location,
+                    if created {
+                        "not listed right away"
+                    } else {
+                        "already there"
+                    }
+                ),
+            ));
+        }
+        Ok(Guarantees {
+            service: self.service,
+            create_new: match (self.local_root.is_some(), self.conditional_create) {
+                (true, _) => "link(2), never replaces",
+                (false, true) if refused => "conditional write (If-None-Match), honoured",
+                (false, true) => "conditional write IGNORED by the server; checked by read-back",
+                (false, false) => "not offered by the backend; check, write, read-back",
+            },
+            conditional_create_works: refused
+                && (self.local_root.is_some() || self.conditional_create),
+        })
     }
 
     /// Names of the objects under `dir` (recursively), relative to `dir`.
@@ -249,8 +428,10 @@ impl Storage {
         };
         let entries = match self.op.list_options(&dir, opts) {
             Ok(entries) => entries,
-            Err(e) if e.kind() == DalKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(storage_error(e, "listing", &dir)),
+            Err(e) if e.kind() == DalKind::NotFound && !errors::names_missing_container(&e) => {
+                return Ok(Vec::new());
+            }
+            Err(e) => return Err(self.error(e, "listing", &dir)),
         };
         Ok(entries
             .into_iter()
@@ -273,8 +454,10 @@ impl Storage {
                     !name.is_empty() && name != STAGING_DIR
                 })
                 .collect()),
-            Err(e) if e.kind() == DalKind::NotFound => Ok(Vec::new()),
-            Err(e) => Err(storage_error(e, "listing", "/")),
+            Err(e) if e.kind() == DalKind::NotFound && !errors::names_missing_container(&e) => {
+                Ok(Vec::new())
+            }
+            Err(e) => Err(self.error(e, "listing", "/")),
         }
     }
 
@@ -287,11 +470,38 @@ impl Storage {
     pub fn delete(&self, path: &str) -> Result<()> {
         self.op
             .delete(path)
-            .map_err(|e| storage_error(e, "deleting", path))?;
+            .map_err(|e| self.error(e, "deleting", path))?;
         if let Some(root) = &self.local_root {
             sync_parents(root, path)?;
         }
         Ok(())
+    }
+}
+
+/// What [`Storage::probe`] found.
+#[derive(Debug, Clone)]
+pub struct Guarantees {
+    pub service: Service,
+    /// How [`Storage::create_new`] keeps a second writer from replacing an object.
+    pub create_new: &'static str,
+    /// Whether a racing second writer is refused by the backend itself (rather than found
+    /// out afterwards by reading back).
+    pub conditional_create_works: bool,
+}
+
+impl std::fmt::Display for Guarantees {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: writes {}; create-if-absent: {}; new objects listed at once",
+            self.service.name(),
+            if self.service.publishes_whole() {
+                "published whole by the backend"
+            } else {
+                "staged and renamed into place"
+            },
+            self.create_new
+        )
     }
 }
 
@@ -339,12 +549,36 @@ fn sync_parents(root: &Path, path: &str) -> Result<()> {
     Ok(())
 }
 
-fn storage_error(err: opendal::Error, doing: &str, path: &str) -> Error {
-    let kind = match err.kind() {
-        DalKind::ConfigInvalid => ErrorKind::Usage,
-        _ => ErrorKind::Storage,
-    };
-    Error::new(kind, format!("{doing} {path}: {err}"))
+/// Refuses a backend that lacks an operation the repository needs, naming it, rather than
+/// failing halfway through a backup.
+fn check_capabilities(service: Service, cap: &opendal::Capability, location: &str) -> Result<()> {
+    let mut missing = Vec::new();
+    for (has, what) in [
+        (cap.read, "read"),
+        (cap.write, "write"),
+        (cap.stat, "stat"),
+        (cap.list, "list"),
+        (cap.delete, "delete"),
+    ] {
+        if !has {
+            missing.push(what);
+        }
+    }
+    if !service.publishes_whole() && !cap.rename {
+        // Without rename a partial upload would be visible under its final name.
+        missing.push("rename");
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(Error::new(
+        ErrorKind::Usage,
+        format!(
+            "{location}: the {} backend cannot {}, which a repository needs",
+            service.name(),
+            missing.join(", ")
+        ),
+    ))
 }
 
 #[cfg(test)]
@@ -393,6 +627,41 @@ mod tests {
             .map(|d| d.count())
             .unwrap_or(0);
         assert_eq!(staged, 0);
+    }
+
+    #[test]
+    fn the_probe_finds_the_guarantees_and_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::local(dir.path()).unwrap();
+        let found = storage.probe().unwrap();
+        assert!(found.conditional_create_works);
+        assert!(found.to_string().contains("link(2)"), "{found}");
+        assert!(storage.is_empty().unwrap());
+        assert!(storage.list(STAGING_DIR).unwrap().is_empty());
+    }
+
+    #[test]
+    fn only_staging_leftovers_older_than_the_cutoff_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::local(dir.path()).unwrap();
+        std::fs::create_dir_all(dir.path().join(STAGING_DIR)).unwrap();
+        std::fs::write(dir.path().join(STAGING_DIR).join("data_ab-1"), b"partial").unwrap();
+        storage.write("data/ab", b"published".to_vec()).unwrap();
+        let written = crate::clock::now_ns();
+        assert_eq!(
+            storage
+                .remove_staging_older_than(written - 60_000_000_000)
+                .unwrap(),
+            0
+        );
+        assert_eq!(
+            storage
+                .remove_staging_older_than(written + 1_000_000_000)
+                .unwrap(),
+            1
+        );
+        assert!(storage.list(STAGING_DIR).unwrap().is_empty());
+        assert_eq!(storage.read("data/ab").unwrap(), b"published");
     }
 
     #[test]
