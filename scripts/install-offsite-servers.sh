@@ -6,7 +6,7 @@
 #     service runs the system `ssh`);
 #   - Debian's rclone (`rclone serve webdav`).
 # Idempotent: what is already there is not installed again. apt-get runs as root, or through
-# sudo.
+# sudo (scripts/apt-install.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,15 +32,4 @@ if [ ${#missing[@]} -eq 0 ]; then
     exit 0
 fi
 
-if ! command -v apt-get >/dev/null; then
-    echo "install-offsite-servers.sh: apt-get is needed to install ${missing[*]} (or install them by hand)" >&2
-    exit 1
-fi
-sudo=""
-if [ "$(id -u)" != 0 ]; then
-    command -v sudo >/dev/null || { echo "install-offsite-servers.sh: installing ${missing[*]} needs root" >&2; exit 1; }
-    sudo=sudo
-fi
-echo "installing Debian's ${missing[*]}" >&2
-$sudo apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+exec scripts/apt-install.sh "${missing[@]}"

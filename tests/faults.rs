@@ -18,9 +18,10 @@ use std::path::Path;
 use std::process::Output;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::cairn::{Cairn, assert_success, code, new_target, stderr, wait_promoted};
+use common::archiving::switch_wal_and_wait_archived;
+use common::cairn::{Cairn, assert_success, code, stderr};
 use common::pg::{Cluster, owned_temp_dir};
 use common::servers::S3Server;
 
@@ -39,8 +40,6 @@ const ARCHIVE_RATE: f64 = 0.1;
 const ROUND_RATES: [f64; 2] = [0.1, 0.02];
 /// Rounds of writes, a backup and a prune, all under faults.
 const ROUNDS: usize = 8;
-/// How long the archiver may take to catch up under faults.
-const ARCHIVE_TIMEOUT: Duration = Duration::from_secs(180);
 
 /// Exit codes a command may fail with when storage misbehaves: documented in README.md
 /// ("Exit codes"). Internal errors (70) and panics (101) are bugs.
@@ -112,26 +111,6 @@ impl Drop for ArchiverPoker {
     }
 }
 
-/// Switches WAL and waits until the server has archived everything up to the switch.
-fn switch_and_wait_archived(cluster: &Cluster) -> String {
-    let name = cluster.sql_one_string("SELECT pg_walfile_name(pg_switch_wal())");
-    let deadline = Instant::now() + ARCHIVE_TIMEOUT;
-    loop {
-        let last =
-            cluster.sql_one_string("SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver");
-        if last >= name {
-            return name;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{name} was not archived within {ARCHIVE_TIMEOUT:?} under faults; pg_stat_archiver: {}\n{}",
-            cluster.sql_one_string("SELECT row(s.*)::text FROM pg_stat_archiver s"),
-            cluster.log()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 /// The whole run against `cairn`'s repository, freshly initialised.
 fn survive_faults(cairn: &Cairn) {
     let copies = owned_temp_dir();
@@ -162,7 +141,7 @@ fn survive_faults(cairn: &Cairn) {
             "INSERT INTO log (round, filler) \
              SELECT {round}, repeat(md5(g::text || random()::text), 8) FROM generate_series(1, 20000) g"
         ));
-        switch_and_wait_archived(&cluster);
+        switch_wal_and_wait_archived(&cluster);
         let mut backup = cairn.command(&[
             "backup",
             "--pgdata",
@@ -184,7 +163,7 @@ fn survive_faults(cairn: &Cairn) {
         check_outcome(&out, "prune", &mut tally);
     }
     let committed = cluster.sql_one_string("SELECT count(*) || ' ' || max(n) FROM log");
-    let last = switch_and_wait_archived(&cluster);
+    let last = switch_wal_and_wait_archived(&cluster);
     eprintln!("outcomes under faults: {tally:?}");
 
     // Each kind's effect is unit-tested with the layer; here enough faults must have hit.
@@ -255,19 +234,11 @@ fn survive_faults(cairn: &Cairn) {
 
     // The last successful backup, replayed to the end of the archive.
     eprintln!("{snapshots} of {ROUNDS} backups succeeded under faults");
-    let (_keep, target) = new_target("restored");
-    let out = cairn.restore("latest", &target, &[]);
-    assert_success(&out, "restore latest to the end of the archive");
-    let mut restored = Cluster::from_existing(cluster.install(), &target);
-    restored.start();
-    wait_promoted(&restored);
-    assert_eq!(
-        restored.sql_one_string("SELECT count(*) || ' ' || max(n) FROM log"),
-        committed,
-        "the restore lacks committed rows; server log:\n{}",
-        restored.log()
+    cairn.assert_restore_to_end_holds(
+        cluster.install(),
+        "SELECT count(*) || ' ' || max(n) FROM log",
+        &committed,
     );
-    restored.stop();
 }
 
 #[test]

@@ -350,11 +350,18 @@ impl FaultService {
         }
     }
 
+    /// The fault for `op` on `path`, but `fail`, returned as the error.
+    fn draw_unless_fail(&self, op: Op, path: &str) -> Result<Option<Fault>> {
+        match self.draw(op, path)? {
+            Some(Fault::Fail { temporary }) => Err(injected(op, path, "fail", temporary)),
+            other => Ok(other),
+        }
+    }
+
     /// The fault to apply before `op` on `path` starts: `fail` returned as the error, `delay`
     /// slept; what is left for after it.
     async fn before(&self, op: Op, path: &str) -> Result<Option<Fault>> {
-        match self.draw(op, path)? {
-            Some(Fault::Fail { temporary }) => Err(injected(op, path, "fail", temporary)),
+        match self.draw_unless_fail(op, path)? {
             Some(Fault::Delay(d)) => {
                 tokio::time::sleep(d).await;
                 Ok(None)
@@ -395,10 +402,7 @@ impl Service for FaultService {
     }
 
     fn read(&self, ctx: &OperationContext, path: &str, args: OpRead) -> Result<Self::Reader> {
-        let fault = self.draw(Op::Read, path)?;
-        if let Some(Fault::Fail { temporary }) = fault {
-            return Err(injected(Op::Read, path, "fail", temporary));
-        }
+        let fault = self.draw_unless_fail(Op::Read, path)?;
         Ok(FaultReader {
             inner: self.inner.read(ctx, path, args)?,
             fault: Mutex::new(fault),
@@ -406,10 +410,7 @@ impl Service for FaultService {
     }
 
     fn write(&self, ctx: &OperationContext, path: &str, args: OpWrite) -> Result<Self::Writer> {
-        let fault = self.draw(Op::Write, path)?;
-        if let Some(Fault::Fail { temporary }) = fault {
-            return Err(injected(Op::Write, path, "fail", temporary));
-        }
+        let fault = self.draw_unless_fail(Op::Write, path)?;
         Ok(FaultWriter {
             inner: self.inner.write(ctx, path, args)?,
             fault,
