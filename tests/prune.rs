@@ -9,7 +9,7 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use common::archiving::switch_wal_and_wait_archived;
-use common::cairn::{Cairn, assert_success, json, new_target, wait_promoted, write_owned};
+use common::cairn::{Cairn, assert_success, json, write_owned};
 use common::pg::{Cluster, run_as_cluster_owner};
 
 /// How long pgbench, backups and prunes run together. Longer than the grace period below, so
@@ -87,19 +87,9 @@ fn prune_while_pgbench_archives_and_backups_run_loses_nothing() {
     assert_success(&verify, "verify --read-data --strict after the run");
 
     // Every committed row is in a restore to the end of the archive.
-    let (_keep, target) = new_target("restored");
-    // No target: recovery replays every archived segment, then promotes.
-    let out = cairn.restore("latest", &target, &[]);
-    assert_success(&out, "restore latest to the end of the archive");
-    let mut restored = Cluster::from_existing(cluster.install(), &target);
-    restored.start();
-    wait_promoted(&restored);
-    assert_eq!(
-        restored.sql_one_string("SELECT count(*) || ' ' || max(n) FROM log"),
-        committed,
-        "the restore lacks committed rows; server log:\n{}\ninfo:\n{}",
-        restored.log(),
-        String::from_utf8_lossy(&cairn.run(&["info"]).stdout)
+    cairn.assert_restore_to_end_holds(
+        cluster.install(),
+        "SELECT count(*) || ' ' || max(n) FROM log",
+        &committed,
     );
-    restored.stop();
 }

@@ -92,7 +92,10 @@ pub fn service(location: &Location) -> Result<Operator> {
     let options = location.options.clone();
     let built = match location.service {
         Service::S3 => Operator::from_iter::<services::S3>(s3_defaults(options)),
-        Service::Sftp => Operator::from_iter::<services::Sftp>(options),
+        Service::Sftp => {
+            check_key_file(&options)?;
+            Operator::from_iter::<services::Sftp>(options)
+        }
         Service::Webdav => Operator::from_iter::<services::Webdav>(options),
         Service::Gcs => Operator::from_iter::<services::Gcs>(options),
         Service::Azblob => Operator::from_iter::<services::Azblob>(azblob_defaults(options)),
@@ -101,6 +104,17 @@ pub fn service(location: &Location) -> Result<Operator> {
         }
     };
     built.map_err(|e| storage_error(e, "configuring", &location.display))
+}
+
+/// ssh only warns about an identity file it cannot read, then fails with "Permission denied
+/// (publickey)", which hides the mistake: a key file that cannot be opened is said so first.
+fn check_key_file(options: &BTreeMap<String, String>) -> Result<()> {
+    match options.get("key") {
+        Some(key) => std::fs::File::open(key)
+            .map(drop)
+            .map_err(|e| Error::usage(format!("SFTP key file {key}: {e}"))),
+        None => Ok(()),
+    }
 }
 
 fn s3_defaults(mut options: BTreeMap<String, String>) -> BTreeMap<String, String> {
@@ -181,5 +195,14 @@ mod tests {
             let err = Tuning::take_from(&mut options).unwrap_err();
             assert!(err.to_string().contains(key), "{err}");
         }
+    }
+
+    #[test]
+    fn an_sftp_key_that_cannot_be_read_is_a_usage_error_naming_it() {
+        let url = "sftp://u@127.0.0.1:1/srv/repo?key=/nonexistent/id_ed25519";
+        let location = Location::parse(url, &BTreeMap::new(), &|_| None).unwrap();
+        let err = service(&location).unwrap_err();
+        assert_eq!(err.kind(), crate::error::ErrorKind::Usage);
+        assert!(err.to_string().contains("/nonexistent/id_ed25519"), "{err}");
     }
 }

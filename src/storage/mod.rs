@@ -25,6 +25,9 @@ pub use connect::Tuning;
 use errors::storage_error;
 pub use location::{Location, Service};
 
+#[cfg(feature = "fault-injection")]
+mod faults;
+
 /// Name of the directory, inside a repository, where writes are staged before the rename
 /// that publishes them (local filesystem, SFTP, WebDAV).
 const STAGING_DIR: &str = ".staging";
@@ -123,6 +126,8 @@ impl Storage {
         let capability = op.info().capability();
         check_capabilities(service, &capability, &location)?;
         let runtime = runtime()?;
+        #[cfg(feature = "fault-injection")]
+        let op = faults::wrap(op);
         let op = {
             let _guard = runtime.enter();
             blocking::Operator::new(op).map_err(|e| storage_error(e, "opening", &location))?

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use super::cairn::{Cairn, assert_success};
-use super::pg::Cluster;
+use super::cairn::{Cairn, assert_success, new_target, wait_promoted};
+use super::pg::{Cluster, PgInstall};
 
 /// How long the archiver may take to catch up before a test gives up.
 const ARCHIVE_TIMEOUT: Duration = Duration::from_secs(120);
@@ -83,5 +83,24 @@ impl Cairn {
                 "{name} came back different from what the server archived"
             );
         }
+    }
+
+    /// Restores the newest snapshot with no target, so that recovery replays every archived
+    /// file and then promotes; starts it and checks that `query` gives `expected` there.
+    pub fn assert_restore_to_end_holds(&self, install: &PgInstall, query: &str, expected: &str) {
+        let (_keep, target) = new_target("restored");
+        let out = self.restore("latest", &target, &[]);
+        assert_success(&out, "restore latest to the end of the archive");
+        let mut restored = Cluster::from_existing(install, &target);
+        restored.start();
+        wait_promoted(&restored);
+        assert_eq!(
+            restored.sql_one_string(query),
+            expected,
+            "the restore to the end of the archive lacks committed rows; server log:\n{}\ninfo:\n{}",
+            restored.log(),
+            String::from_utf8_lossy(&self.run(&["info"]).stdout)
+        );
+        restored.stop();
     }
 }

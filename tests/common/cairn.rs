@@ -14,18 +14,30 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 use super::pg::{Cluster, give_to_cluster_owner, owned_temp_dir, run_as_cluster_owner};
+use super::servers::Remote;
 
 pub const PASSWORD: &str = "correct horse battery staple";
 
 /// A repository made with `pgcairn init`, and how to run pgcairn against it.
 pub struct Cairn {
     dir: TempDir,
+    /// A repository on a storage server; None: the local directory `repo`.
+    remote: Option<Remote>,
 }
 
 impl Cairn {
-    /// A fresh repository (`init` with the test-only KDF).
+    /// A fresh local repository (`init` with the test-only KDF).
     pub fn new() -> Cairn {
         Cairn::with_password(PASSWORD)
+    }
+
+    /// A fresh repository on a storage server, its credentials in a config file's
+    /// `[storage]` table that every command (and so the restore_command restore writes) is
+    /// given with `--config`.
+    pub fn on(remote: Remote) -> Cairn {
+        let cairn = Cairn::uninitialised_on(PASSWORD, Some(remote));
+        cairn.run_ok(&["init"]);
+        cairn
     }
 
     /// A fresh repository whose password (in [`Self::password_file`]) is `password`.
@@ -42,13 +54,21 @@ impl Cairn {
         cairn
     }
 
-    /// The directory and password files of a repository that `init` has not created yet.
+    /// The directory and password files of a local repository that `init` has not created yet.
     pub fn uninitialised(password: &str) -> Cairn {
+        Cairn::uninitialised_on(password, None)
+    }
+
+    fn uninitialised_on(password: &str, remote: Option<Remote>) -> Cairn {
         let cairn = Cairn {
             dir: owned_temp_dir(),
+            remote,
         };
         write_owned(&cairn.password_file(), &format!("{password}\n"));
         write_owned(&cairn.path("wrong-password"), "not the password\n");
+        if let Some(remote) = &cairn.remote {
+            write_owned(&cairn.config_file(), &remote.storage_toml());
+        }
         cairn
     }
 
@@ -56,8 +76,38 @@ impl Cairn {
         self.dir.path().join(name)
     }
 
+    /// The directory that holds the repository's objects: the repository itself, or where
+    /// the storage server keeps them.
     pub fn repo(&self) -> PathBuf {
-        self.path("repo")
+        match &self.remote {
+            Some(remote) => remote.local_dir.clone(),
+            None => self.path("repo"),
+        }
+    }
+
+    /// What `--repo` says: the directory, or the server's URL.
+    pub fn location(&self) -> OsString {
+        match &self.remote {
+            Some(remote) => remote.url.clone().into(),
+            None => self.repo().into(),
+        }
+    }
+
+    pub fn remote(&self) -> Option<&Remote> {
+        self.remote.as_ref()
+    }
+
+    /// The config file with the remote's `[storage]` table.
+    pub fn config_file(&self) -> PathBuf {
+        self.path("pgcairn.toml")
+    }
+
+    /// `--config FILE` for a remote repository, nothing for a local one.
+    fn config_args(&self) -> Vec<OsString> {
+        match &self.remote {
+            Some(_) => vec!["--config".into(), self.config_file().into()],
+            None => Vec::new(),
+        }
     }
 
     pub fn password_file(&self) -> PathBuf {
@@ -80,7 +130,8 @@ impl Cairn {
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("PGCAIRN_INSECURE_TEST_KDF", "1")
             .arg("--repo")
-            .arg(self.repo())
+            .arg(self.location())
+            .args(self.config_args())
             .arg("--password-file")
             .arg(password_file)
             .arg("--cache-dir")
@@ -94,12 +145,23 @@ impl Cairn {
     /// The postgresql.conf lines that make a cluster archive into this repository, as a DBA
     /// would write them (pgcairn archive-push with the repository, password file and cache).
     pub fn archiving_conf(&self) -> Vec<String> {
+        self.archiving_conf_with("")
+    }
+
+    /// [`Cairn::archiving_conf`] with `before` ahead of pgcairn in the archive_command (shell:
+    /// more commands, or environment assignments).
+    pub fn archiving_conf_with(&self, before: &str) -> Vec<String> {
+        let config: String = self
+            .config_args()
+            .iter()
+            .map(|a| format!(" {}", a.to_string_lossy()))
+            .collect();
         vec![
             "archive_mode = on".into(),
             format!(
-                "archive_command = '{} --repo {} --password-file {} --cache-dir {} archive-push %p'",
+                "archive_command = '{before}{} --repo \"{}\"{config} --password-file {} --cache-dir {} archive-push %p'",
                 env!("CARGO_BIN_EXE_pgcairn"),
-                self.repo().display(),
+                self.location().to_string_lossy(),
                 self.password_file().display(),
                 self.path("cache").display()
             ),
