@@ -212,7 +212,27 @@ fn prune_json(cairn: &Cairn, args: &[&str]) -> serde_json::Value {
 }
 
 /// The whole life of a repository on `remote` (see the module's documentation).
-fn repository_lifecycle(remote: Remote) {
+/// Restores `cairn`'s latest snapshot to the restore point `offsite`, starts it, and returns
+/// the checksum of `kept` there.
+fn restored_at_point(cairn: &Cairn, cluster: &Cluster, name: &str) -> String {
+    let (_dir, target) = new_target(name);
+    let out = cairn.restore(
+        "latest",
+        &target,
+        &["--target-name", "offsite", "--target-action", "promote"],
+    );
+    assert_success(&out, "restore --target-name offsite");
+    let mut restored = Cluster::from_existing(cluster.install(), &target);
+    restored.start();
+    wait_promoted(&restored);
+    let md5 = table_md5(&restored, "kept", "n");
+    restored.stop();
+    md5
+}
+
+/// The lifecycle on `remote`; then, with `copy_to`, `pgcairn copy` of what is left into a
+/// repository on another backend, which must verify and restore on its own.
+fn repository_lifecycle(remote: Remote, copy_to: Option<Remote>) {
     let started = std::time::Instant::now();
     let cairn = Cairn::on(remote);
     assert!(
@@ -270,23 +290,11 @@ fn repository_lifecycle(remote: Remote) {
 
     // Point-in-time recovery from the offsite archive, through the restore_command restore
     // writes (the same --repo and --config).
-    let (_dir, target) = new_target("pitr");
-    let out = cairn.restore(
-        "latest",
-        &target,
-        &["--target-name", "offsite", "--target-action", "promote"],
-    );
-    assert_success(&out, "restore --target-name offsite");
-    let mut restored = Cluster::from_existing(cluster.install(), &target);
-    restored.start();
-    wait_promoted(&restored);
     assert_eq!(
-        table_md5(&restored, "kept", "n"),
+        restored_at_point(&cairn, &cluster, "pitr"),
         at_point,
-        "the restore to the restore point differs; server log:\n{}",
-        restored.log()
+        "the restore to the restore point differs"
     );
-    restored.stop();
     // Nothing writes to the repository from here on: prune may delete at once.
     cluster.stop();
 
@@ -320,26 +328,50 @@ fn repository_lifecycle(remote: Remote) {
     assert_success(&out, "verify --read-data --strict");
     eprintln!("repository lifecycle took {:?}", started.elapsed());
 
-    // `pgcairn copy --to URL` between two backends is tested on the branch that adds it:
-    // copy this repository to another backend here, then verify and restore the copy.
+    let Some(copy_to) = copy_to else {
+        return;
+    };
+    // The target's credentials come from its URL and the environment: copy's --config is
+    // the source's.
+    let target = Cairn::on(copy_to.clone());
+    let mut copy = cairn.command(&[
+        "copy".as_ref(),
+        "--to".as_ref(),
+        target.location().as_os_str(),
+        "--to-password-file".as_ref(),
+        target.password_file().as_os_str(),
+        "--json".as_ref(),
+    ]);
+    copy.envs(copy_to.env.iter().map(|(k, v)| (k, v)));
+    let out = copy.output().expect("run pgcairn copy");
+    assert_success(&out, "copy --to another backend");
+    let out = target.run(&["verify", "--read-data", "--strict"]);
+    assert_success(&out, "verify --read-data --strict of the copy");
+    assert_eq!(
+        restored_at_point(&target, &cluster, "from-copy"),
+        at_point,
+        "the copy restores to another state"
+    );
+    eprintln!("lifecycle and copy took {:?}", started.elapsed());
 }
 
 #[test]
-fn s3_repository_lifecycle() {
+fn s3_repository_lifecycle_and_copy_to_sftp() {
     let server = S3Server::start();
-    repository_lifecycle(server.remote("lifecycle"));
+    let sftp = SftpServer::start();
+    repository_lifecycle(server.remote("lifecycle"), Some(sftp.remote_in_url("copy")));
 }
 
 #[test]
 fn sftp_repository_lifecycle() {
     let server = SftpServer::start();
-    repository_lifecycle(server.remote("lifecycle"));
+    repository_lifecycle(server.remote("lifecycle"), None);
 }
 
 #[test]
 fn webdav_repository_lifecycle() {
     let server = WebdavServer::start();
-    repository_lifecycle(server.remote("lifecycle"));
+    repository_lifecycle(server.remote("lifecycle"), None);
 }
 
 /// pgcairn with `--repo URL` and `env`. Its config file allows one retry only: the failures

@@ -113,7 +113,13 @@ impl Storage {
     pub fn memory() -> Result<Self> {
         let op = Operator::new(services::Memory::default())
             .map_err(|e| storage_error(e, "opening", "memory://"))?;
-        Self::with_operator(op, None, Service::Memory, "memory://".into(), &Tuning::default())
+        Self::with_operator(
+            op,
+            None,
+            Service::Memory,
+            "memory://".into(),
+            &Tuning::default(),
+        )
     }
 
     fn with_operator(

@@ -389,6 +389,15 @@ impl SftpServer {
         }
     }
 
+    /// A repository whose URL carries everything (key, host key policy), with no config
+    /// file: as a `copy --to` target is named.
+    pub fn remote_in_url(&self, name: &str) -> Remote {
+        Remote {
+            storage: Vec::new(),
+            ..self.remote(name)
+        }
+    }
+
     /// ssh options that reach this server with the client key, without host key checks and
     /// without touching any known_hosts file.
     pub fn ssh_options(&self) -> Vec<String> {
