@@ -23,10 +23,15 @@ pub fn explain(err: &opendal::Error) -> String {
         .into_iter()
         .find(|code| detail.contains(&format!("status: {code}")));
     if err.kind() == DalKind::PermissionDenied || status.is_some() {
+        // The cause tells an HTTP refusal from a file the local user may not write, where
+        // credentials are beside the point.
+        let why = match status {
+            Some(code) => format!("HTTP {code}"),
+            None => cause.clone(),
+        };
         return format!(
-            "access denied{}: check the credentials (environment or the config file's \
-             [storage] table) and that they may use this bucket or path",
-            status.map(|s| format!(" (HTTP {s})")).unwrap_or_default()
+            "access denied ({why}): check the credentials (environment or the config file's \
+             [storage] table) and that they may use this bucket or path"
         );
     }
     if names_missing_container(err) {
