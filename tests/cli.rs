@@ -128,7 +128,8 @@ fn wrong_password_fails_with_code_3_and_writes_nothing() {
         ],
         vec!["repair", "index"],
         vec!["verify"],
-        vec!["copy"],
+        // The source's password is checked before the target is looked at.
+        vec!["copy", "--to", env.path("copy-target").to_str().unwrap()],
     ] {
         let mut full = args.clone();
         full.extend(["--password-file", wrong.to_str().unwrap()]);
