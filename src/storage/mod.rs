@@ -204,9 +204,16 @@ impl Storage {
 
     /// Reads `len` bytes at `offset`; fewer bytes than asked is an integrity error.
     pub fn read_range(&self, path: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
-        let buf = self
-            .read_into_vec(path, offset..offset + len, len as usize)
-            .map_err(|e| self.error(e, "reading", path))?;
+        let read = || {
+            self.read_into_vec(path, offset..offset + len, len as usize)
+                .map_err(|e| self.error(e, "reading", path))
+        };
+        let mut buf = read()?;
+        if buf.len() as u64 != len {
+            // A download cut short by the network looks the same as a truncated object; only a
+            // second short read says the object itself is short.
+            buf = read()?;
+        }
         if buf.len() as u64 != len {
             return Err(Error::integrity(format!(
                 "{path}: asked for {len} bytes at offset {offset}, got {} (truncated)",
