@@ -30,28 +30,29 @@ impl MetadataPacks {
         pack: &PackId,
         fetch: impl FnOnce() -> Result<Vec<u8>>,
     ) -> Result<Arc<Vec<u8>>> {
-        if let Some(bytes) = self.take(pack) {
-            self.keep(*pack, bytes.clone());
+        if let Some(bytes) = self.touch(pack) {
             return Ok(bytes);
         }
         let bytes = Arc::new(fetch()?);
-        self.keep(*pack, bytes.clone());
+        let mut packs = self.packs.lock().unwrap_or_else(|p| p.into_inner());
+        if !packs.iter().any(|(id, _)| id == pack) {
+            packs.push_back((*pack, bytes.clone()));
+            if packs.len() > PACKS_KEPT {
+                packs.pop_front();
+            }
+        }
         Ok(bytes)
     }
 
-    fn take(&self, pack: &PackId) -> Option<Arc<Vec<u8>>> {
+    /// The pack's bytes if kept, made the most recently used; one lock, so another thread
+    /// never sees a kept pack missing.
+    fn touch(&self, pack: &PackId) -> Option<Arc<Vec<u8>>> {
         let mut packs = self.packs.lock().unwrap_or_else(|p| p.into_inner());
         let at = packs.iter().position(|(id, _)| id == pack)?;
-        packs.remove(at).map(|(_, bytes)| bytes)
-    }
-
-    fn keep(&self, pack: PackId, bytes: Arc<Vec<u8>>) {
-        let mut packs = self.packs.lock().unwrap_or_else(|p| p.into_inner());
-        packs.retain(|(id, _)| *id != pack);
-        packs.push_back((pack, bytes));
-        while packs.len() > PACKS_KEPT {
-            packs.pop_front();
-        }
+        let entry = packs.remove(at)?;
+        let bytes = entry.1.clone();
+        packs.push_back(entry);
+        Some(bytes)
     }
 }
 

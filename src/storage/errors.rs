@@ -75,9 +75,13 @@ fn root_cause(err: &opendal::Error) -> String {
     }
 }
 
-/// Whether a "not found" is about the bucket or container rather than an object in it: an
-/// object that is not there is an answer, a bucket that is not there is a mistake.
-pub fn names_missing_container(err: &opendal::Error) -> bool {
+/// Whether the error says the object (or directory) is not there: an answer, unlike a bucket
+/// or container that is not there, which is a mistake to report.
+pub fn is_absent(err: &opendal::Error) -> bool {
+    err.kind() == DalKind::NotFound && !names_missing_container(err)
+}
+
+fn names_missing_container(err: &opendal::Error) -> bool {
     let detail = err.to_string();
     detail.contains("NoSuchBucket") || detail.contains("ContainerNotFound")
 }

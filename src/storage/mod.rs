@@ -1,8 +1,9 @@
 //! Storage through OpenDAL: an operator built from a repository URL, with the guarantees the
 //! repository relies on, whatever the backend:
-//! - a write is atomic (never visible half-done) and durable once it returns (file and
-//!   directory fsynced on the local filesystem; staged and renamed into place on SFTP and
-//!   WebDAV, whose servers write into the named file as bytes arrive);
+//! - a write is atomic (never visible half-done: staged and renamed into place on SFTP and
+//!   WebDAV, whose servers write into the named file as bytes arrive) and durable once it
+//!   returns as far as the backend promises (file and directory fsynced on the local
+//!   filesystem; acknowledged uploads on object stores; the server's word on SFTP and WebDAV);
 //! - [`Storage::create_new`] never replaces an object, or, where the backend cannot promise
 //!   that, finds out by reading the object back (see its comment);
 //! - a remote backend's operations time out, are retried with backoff, and are bounded in
@@ -189,9 +190,7 @@ impl Storage {
     pub fn read_optional(&self, path: &str) -> Result<Option<Vec<u8>>> {
         match self.read_into_vec(path, .., 0) {
             Ok(bytes) => Ok(Some(bytes)),
-            Err(e) if e.kind() == DalKind::NotFound && !errors::names_missing_container(&e) => {
-                Ok(None)
-            }
+            Err(e) if errors::is_absent(&e) => Ok(None),
             Err(e) => Err(self.error(e, "reading", path)),
         }
     }
@@ -267,9 +266,7 @@ impl Storage {
     pub fn exists(&self, path: &str) -> Result<bool> {
         match self.op.stat(path) {
             Ok(_) => Ok(true),
-            Err(e) if e.kind() == DalKind::NotFound && !errors::names_missing_container(&e) => {
-                Ok(false)
-            }
+            Err(e) if errors::is_absent(&e) => Ok(false),
             Err(e) => Err(self.error(e, "inspecting", path)),
         }
     }
@@ -462,7 +459,7 @@ impl Storage {
         };
         let entries = match self.op.list_options(&dir, opts) {
             Ok(entries) => entries,
-            Err(e) if e.kind() == DalKind::NotFound && !errors::names_missing_container(&e) => {
+            Err(e) if errors::is_absent(&e) => {
                 return Ok(Vec::new());
             }
             Err(e) => return Err(self.error(e, "listing", &dir)),
@@ -488,9 +485,7 @@ impl Storage {
                     !name.is_empty() && name != STAGING_DIR
                 })
                 .collect()),
-            Err(e) if e.kind() == DalKind::NotFound && !errors::names_missing_container(&e) => {
-                Ok(Vec::new())
-            }
+            Err(e) if errors::is_absent(&e) => Ok(Vec::new()),
             Err(e) => Err(self.error(e, "listing", "/")),
         }
     }
