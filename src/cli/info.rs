@@ -10,7 +10,11 @@ use super::format;
 use crate::archive::window::{self, ClusterWal, Point, Window};
 use crate::clock::format_utc;
 use crate::error::Result;
+use crate::repo::IndexedRepository;
+use crate::repo::cache::BlobTotals;
+use crate::repo::id::{PackId, SnapshotId};
 use crate::repo::pack::BlobType;
+use crate::repo::snapshot::Snapshot;
 use crate::restore::select::format_time_us;
 
 #[derive(Args, Debug, Clone)]
@@ -63,18 +67,19 @@ pub fn run(global: &GlobalOptions, args: &InfoArgs) -> Result<()> {
         .filter(|c| args.cluster.includes_wal_of(c.system_identifier, &selected))
         .map(|c| (c.system_identifier, c))
         .collect();
-    let (data, trees, lists, packs) = repo.with_cache(|c| -> Result<_> {
-        Ok((
-            c.blob_totals(BlobType::Data)?,
-            c.blob_totals(BlobType::Tree)?,
-            c.blob_totals(BlobType::ChunkList)?,
-            c.packs()?,
-        ))
-    })?;
-    let pack_bytes: u64 = packs.iter().map(|(_, size)| size).sum();
-    let logical: u64 = snapshots.iter().map(|(_, s)| s.summary.logical_bytes).sum();
-    let dedup = ratio(logical, data.raw_bytes);
-    let compression = ratio(data.raw_bytes, data.stored_bytes);
+    let Totals {
+        data,
+        trees,
+        lists,
+        packs,
+        pack_bytes,
+        logical,
+    } = Totals::of(&repo, &snapshots)?;
+    let packs = packs.len();
+    let (dedup, compression) = (
+        ratio(logical, data.raw_bytes),
+        ratio(data.raw_bytes, data.stored_bytes),
+    );
     let mut clusters: BTreeMap<u64, ClusterSummary> = BTreeMap::new();
     for (_, s) in &selected {
         let Some(pg) = &s.postgres else { continue };
@@ -105,7 +110,7 @@ pub fn run(global: &GlobalOptions, args: &InfoArgs) -> Result<()> {
             "id": repo.config().id.to_hex(),
             "format_version": repo.config().version,
             "snapshots": snapshots.len(),
-            "packs": packs.len(),
+            "packs": packs,
             "pack_bytes": pack_bytes,
             "logical_bytes": logical,
             "unique_data_bytes": data.raw_bytes,
@@ -146,7 +151,7 @@ pub fn run(global: &GlobalOptions, args: &InfoArgs) -> Result<()> {
     println!(
         "  {} snapshots, {} packs, {} on storage",
         snapshots.len(),
-        packs.len(),
+        packs,
         format::bytes(pack_bytes)
     );
     println!(
@@ -295,6 +300,39 @@ pub(super) fn wal_json(cluster: &ClusterWal) -> serde_json::Value {
     )
 }
 
-fn ratio(a: u64, b: u64) -> f64 {
+/// What the repository holds, by the index cache, and what its snapshots hold.
+pub(super) struct Totals {
+    pub data: BlobTotals,
+    pub trees: BlobTotals,
+    pub lists: BlobTotals,
+    pub packs: Vec<(PackId, u64)>,
+    /// Bytes of all packs on storage.
+    pub pack_bytes: u64,
+    /// Bytes of file content in all `snapshots`: what plain copies would take.
+    pub logical: u64,
+}
+
+impl Totals {
+    pub fn of(repo: &IndexedRepository, snapshots: &[(SnapshotId, Snapshot)]) -> Result<Totals> {
+        let (data, trees, lists, packs) = repo.with_cache(|c| -> Result<_> {
+            Ok((
+                c.blob_totals(BlobType::Data)?,
+                c.blob_totals(BlobType::Tree)?,
+                c.blob_totals(BlobType::ChunkList)?,
+                c.packs()?,
+            ))
+        })?;
+        Ok(Totals {
+            data,
+            trees,
+            lists,
+            pack_bytes: packs.iter().map(|(_, size)| size).sum(),
+            packs,
+            logical: snapshots.iter().map(|(_, s)| s.summary.logical_bytes).sum(),
+        })
+    }
+}
+
+pub(super) fn ratio(a: u64, b: u64) -> f64 {
     if b == 0 { 1.0 } else { a as f64 / b as f64 }
 }

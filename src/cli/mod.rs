@@ -13,6 +13,7 @@ pub mod init;
 pub mod interrupt;
 pub mod key;
 pub mod logging;
+pub mod metrics;
 pub mod password;
 pub mod policy_args;
 pub mod progress;
