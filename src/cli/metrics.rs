@@ -55,7 +55,12 @@ pub fn run(global: &GlobalOptions, args: &MetricsArgs) -> Result<()> {
                 &[],
                 f64::from(e.kind().exit_code()),
             );
-            text.gauge("pgcairn_metrics_timestamp_seconds", GENERATED_HELP, &[], secs(now));
+            text.gauge(
+                "pgcairn_metrics_timestamp_seconds",
+                GENERATED_HELP,
+                &[],
+                secs(now),
+            );
             (text.0, Err(e))
         }
     };
@@ -87,7 +92,12 @@ fn exposition(global: &GlobalOptions, args: &MetricsArgs, now: i64) -> Result<St
 
     let mut out = Exposition::default();
     out.gauge("pgcairn_up", UP_HELP, &[], 1.0);
-    out.gauge("pgcairn_metrics_timestamp_seconds", GENERATED_HELP, &[], secs(now));
+    out.gauge(
+        "pgcairn_metrics_timestamp_seconds",
+        GENERATED_HELP,
+        &[],
+        secs(now),
+    );
     repository_metrics(&mut out, &totals, snapshots.len());
     let names = cluster_names(&selected);
     for cluster in &wal {
@@ -96,7 +106,10 @@ fn exposition(global: &GlobalOptions, args: &MetricsArgs, now: i64) -> Result<St
             .get(&cluster.system_identifier)
             .cloned()
             .unwrap_or_default();
-        let labels = [("cluster", name.as_str()), ("system_identifier", sysid.as_str())];
+        let labels = [
+            ("cluster", name.as_str()),
+            ("system_identifier", sysid.as_str()),
+        ];
         let backups: Vec<&(SnapshotId, Snapshot)> = selected
             .iter()
             .filter(|(_, s)| {
