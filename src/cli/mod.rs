@@ -4,6 +4,7 @@
 pub mod archive_get;
 pub mod archive_push;
 pub mod backup;
+pub mod completions;
 pub mod copy;
 pub mod format;
 pub mod global;
@@ -12,6 +13,7 @@ pub mod init;
 pub mod interrupt;
 pub mod key;
 pub mod logging;
+pub mod man;
 pub mod password;
 pub mod policy_args;
 pub mod progress;
