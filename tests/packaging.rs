@@ -285,6 +285,7 @@ const UNITS: &str = "contrib/systemd";
 const BINARY: &str = "/usr/local/bin/pgcairn";
 const CONFIG: &str = "/etc/pgcairn/pgcairn.toml";
 const LOCAL_REPO: &str = "/backup/pgcairn";
+const TEXTFILE_DIR: &str = "/var/lib/node_exporter/textfile";
 
 fn unit_files() -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(UNITS);
@@ -399,6 +400,16 @@ struct Site<'a> {
 }
 
 impl Site<'_> {
+    /// Where node_exporter's textfile collector would read, made as its package makes it.
+    fn textfile_dir(&self) -> PathBuf {
+        let dir = self.cairn.path("textfile");
+        if !dir.exists() {
+            std::fs::create_dir(&dir).unwrap();
+            give_to_cluster_owner(&dir);
+        }
+        dir
+    }
+
     /// Runs the unit's ExecStart as systemd would: its program and arguments, its environment,
     /// writing only where its ReadWritePaths= and CacheDirectory= allow; the unit's site
     /// values replaced with the test's.
@@ -409,6 +420,11 @@ impl Site<'_> {
             .iter()
             .map(|arg| match *arg {
                 CONFIG => self.config.to_string_lossy().into_owned(),
+                other if other.starts_with(TEXTFILE_DIR) => self
+                    .textfile_dir()
+                    .join(&other[TEXTFILE_DIR.len() + 1..])
+                    .to_string_lossy()
+                    .into_owned(),
                 other => {
                     assert!(
                         !other.starts_with('/'),
@@ -461,8 +477,11 @@ impl Site<'_> {
 
         let mut writable = vec![cache, self.tmp.path().to_path_buf()];
         for path in unit.all("ReadWritePaths") {
-            assert_eq!(path.trim_start_matches('-'), LOCAL_REPO, "{}", unit.name);
-            writable.push(self.cairn.repo());
+            writable.push(match path.trim_start_matches('-') {
+                LOCAL_REPO => self.cairn.repo(),
+                TEXTFILE_DIR => self.textfile_dir(),
+                other => panic!("{}: which site path is {other}?", unit.name),
+            });
         }
         run_confined(
             Path::new(env!("CARGO_BIN_EXE_pgcairn")),
@@ -526,7 +545,7 @@ fn run_confined(
 }
 
 #[test]
-fn the_units_back_up_prune_and_verify_a_real_cluster() {
+fn the_units_back_up_prune_verify_and_report_on_a_real_cluster() {
     let cairn = Cairn::new();
     let Some(cluster) = cairn.archiving_cluster() else {
         return;
@@ -587,4 +606,13 @@ fn the_units_back_up_prune_and_verify_a_real_cluster() {
         "the verify unit's command, with the repository read-only",
     );
     assert!(stdout(&out).contains("read data (10%"), "{}", stdout(&out));
+
+    let out = site.run(&Service::read("pgcairn-metrics.service"));
+    assert_success(&out, "the metrics unit's command");
+    let metrics = std::fs::read_to_string(site.textfile_dir().join("pgcairn.prom")).unwrap();
+    assert!(
+        metrics.contains("\npgcairn_up 1\n")
+            && metrics.contains("pgcairn_last_backup_age_seconds{"),
+        "{metrics}"
+    );
 }
