@@ -7,8 +7,8 @@
 //!   backup; marker rows committed after it, with the time and LSN after each and a named
 //!   restore point among them; restores to a time, an LSN and the restore point each hold
 //!   exactly the markers up to the target, and the server has promoted onto a new timeline
-//!   and takes writes. The target picks the snapshot from what archive-push recorded of each
-//!   segment, so this reads each major's WAL too.
+//!   and takes writes. Before that, `info` shows the recoverable window reaching the last
+//!   marker, ending at a commit time: archive-push read the commits in this major's WAL.
 //!
 //! 13, 15 and 18 (the oldest, Debian's, the newest) run by default, as in CI. 14, 16 and 17
 //! are ignored to keep the default run short: scripts/pg-matrix.sh fetches every major and runs
@@ -23,6 +23,7 @@ use common::archiving::switch_wal_and_wait_archived;
 use common::cairn::{Cairn, new_target, start_restored, str_field, table_md5, u64_field};
 use common::pg::{Cluster, PGBENCH_TABLES, cluster_with_a_damaged_page};
 use common::pitr::{Action, Case, args, mark, markers_cluster, restore_and_check, restore_point};
+use pgcairn::pg::wal::Lsn;
 
 /// Round trip of a cluster of `major` with no concurrent writes: every table must come back
 /// exactly.
@@ -93,8 +94,27 @@ fn point_in_time(major: u32) {
     let three = mark(&cluster, 3);
     restore_point(&cluster, "after-3");
     let four = mark(&cluster, 4);
-    mark(&cluster, 5);
+    let five = mark(&cluster, 5);
     switch_wal_and_wait_archived(&cluster);
+
+    // archive-push read this major's WAL records: the recoverable window reaches past marker 5,
+    // and its end is a commit time read from WAL, not the time a segment was archived.
+    let info: serde_json::Value =
+        serde_json::from_str(&cairn.run_ok(&["info", "--json"])).expect("info --json");
+    let latest = &info["clusters"][0]["timelines"][0]["windows"][0]["latest"];
+    let latest_lsn: Lsn = latest["lsn"]
+        .as_str()
+        .and_then(|lsn| lsn.parse().ok())
+        .unwrap_or_else(|| panic!("PostgreSQL {major}: no recoverable window in {info}"));
+    assert!(
+        latest_lsn >= five.lsn.parse().unwrap(),
+        "PostgreSQL {major}: the window ends before marker 5 ({}): {info}",
+        five.lsn
+    );
+    assert_eq!(
+        latest["time_approximate"], false,
+        "PostgreSQL {major}: {info}"
+    );
 
     let case = |what, target: Vec<String>, markers| Case {
         what,
