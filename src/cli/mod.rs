@@ -17,6 +17,7 @@ pub mod policy_args;
 pub mod progress;
 pub mod prune;
 pub mod repair;
+pub mod report;
 pub mod restore;
 pub mod restore_test;
 pub mod snapshots;

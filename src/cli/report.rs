@@ -1,0 +1,132 @@
+//! `pgcairn report --html FILE`: a picture of the repository, as one self-contained HTML page.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+
+use super::GlobalOptions;
+use super::progress::Progress;
+use crate::error::{Error, Result};
+use crate::report::{data, page};
+
+#[derive(Args, Debug, Clone)]
+#[command(after_help = "\
+Example:
+  pgcairn report --html /var/www/backups/report.html
+  pgcairn report --html - | mail -s 'backups' -a 'Content-Type: text/html' dba@example.com
+
+The page holds four charts over one time axis, and the snapshot table:
+  - the logical size of each snapshot (what a plain copy would take);
+  - the bytes each backup added after deduplication and compression;
+  - dedup and compression ratios over the snapshots up to each one;
+  - per cluster and timeline, the recoverable window: from the oldest restorable snapshot
+    to the end of the WAL that follows it without a gap, with gaps shown.
+It is one file, with no script and no link to anything outside it: it opens offline in any
+browser, from a mail or a ticket. Point at a mark for its numbers.
+
+For the ratios over time, report reads every snapshot's metadata (trees and chunk lists,
+once each, as prune does), never the data itself. The file is written to a temporary name
+beside FILE and renamed over it, so a web server never serves half a page.")]
+pub struct ReportArgs {
+    /// Write the HTML page to FILE (`-`: standard output).
+    #[arg(long, value_name = "FILE", required = true)]
+    pub html: PathBuf,
+}
+
+pub fn run(global: &GlobalOptions, args: &ReportArgs) -> Result<()> {
+    let repo = global.open_indexed()?;
+    let mut progress = Progress::new(global.quiet);
+    let overview = data::gather(&repo, &mut |done, total| {
+        progress.update(|| format!("reading snapshot metadata: {done}/{total}"))
+    })?;
+    progress.finish();
+    if let Some(first) = overview.unreadable.first() {
+        eprintln!(
+            "pgcairn: warning: {} trees or chunk lists could not be read (first: {:?} {}: {}); \
+             the ratios over time leave out what is under them (run `pgcairn verify`)",
+            overview.unreadable.len(),
+            first.blob_type,
+            first.id,
+            first.error
+        );
+    }
+    let html = page::render(&overview, crate::clock::now_secs());
+    if args.html == Path::new("-") {
+        let mut stdout = std::io::stdout().lock();
+        return stdout
+            .write_all(html.as_bytes())
+            .and_then(|()| stdout.flush())
+            .map_err(|e| Error::local_io(e, "writing the report to standard output"));
+    }
+    write_atomically(&args.html, html.as_bytes())?;
+    if !global.quiet {
+        eprintln!(
+            "pgcairn: wrote {} ({} snapshots, {} clusters)",
+            args.html.display(),
+            overview.snapshots.len(),
+            overview.clusters.len()
+        );
+    }
+    Ok(())
+}
+
+/// Writes `path` whole or not at all: into a temporary file beside it, synced, then renamed
+/// over it. The temporary file is removed when anything fails.
+fn write_atomically(path: &Path, content: &[u8]) -> Result<()> {
+    let name = path
+        .file_name()
+        .ok_or_else(|| Error::usage(format!("--html {}: not a file name", path.display())))?;
+    let mut temp_name = std::ffi::OsString::from(".");
+    temp_name.push(name);
+    temp_name.push(format!(".{}.tmp", std::process::id()));
+    let temp = path.with_file_name(temp_name);
+    let written = std::fs::File::create(&temp)
+        .and_then(|mut file| {
+            file.write_all(content)?;
+            file.sync_all()
+        })
+        .map_err(Error::io_at("writing", &temp))
+        .and_then(|()| {
+            std::fs::rename(&temp, path).map_err(|e| {
+                Error::local_io(
+                    e,
+                    format!("renaming {} to {}", temp.display(), path.display()),
+                )
+            })
+        });
+    if written.is_err() {
+        // Best effort: the error that matters is the one being returned.
+        let _ = std::fs::remove_file(&temp);
+    }
+    written
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_file_is_replaced_whole_and_no_temporary_file_is_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("report.html");
+        std::fs::write(&path, "old").unwrap();
+        write_atomically(&path, b"new page").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "new page");
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["report.html"]);
+    }
+
+    #[test]
+    fn a_directory_that_is_not_there_fails_with_the_path_and_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("missing").join("report.html");
+        let err = write_atomically(&path, b"page").unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::Local);
+        assert!(err.to_string().contains("missing"), "{err}");
+        assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none());
+    }
+}
