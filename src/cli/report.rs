@@ -13,8 +13,8 @@ use crate::report::{data, page};
 #[derive(Args, Debug, Clone)]
 #[command(after_help = "\
 Example:
-  pgcairn report --html /var/www/backups/report.html
-  pgcairn report --html - | mail -s 'backups' -a 'Content-Type: text/html' dba@example.com
+  pgcairn report --html /var/www/backups/report.html    # e.g. nightly, after prune
+  pgcairn report --html - > report.html                 # to standard output
 
 The page holds four charts over one time axis, and the snapshot table:
   - the logical size of each snapshot (what a plain copy would take);
