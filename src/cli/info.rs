@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use clap::Args;
 
 use super::GlobalOptions;
+use super::cluster_arg::ClusterArg;
 use super::format;
 use crate::archive::window::{self, ClusterWal, Point, Window};
 use crate::clock::format_utc;
@@ -31,6 +32,9 @@ A timeline branched off another (a promotion) also has windows from its ancestor
 taken before it branched off, following its history file as recovery does (segments before
 the switch from the ancestor, after it from the timeline itself).")]
 pub struct InfoArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArg,
+
     /// One JSON object on stdout.
     #[arg(long)]
     pub json: bool,
@@ -43,6 +47,8 @@ struct ClusterSummary {
     first_ns: i64,
     last_ns: i64,
     versions: Vec<u32>,
+    /// The names its snapshots were taken under (`backup --cluster`).
+    names: Vec<String>,
     /// (timeline, first WAL, last WAL) of the WAL the snapshots carry.
     wal: BTreeMap<u32, (String, String)>,
 }
@@ -52,17 +58,24 @@ pub fn run(global: &GlobalOptions, args: &InfoArgs) -> Result<()> {
     let catalogue = repo.wal_catalogue()?;
     let snapshots = repo.load_snapshots()?;
     let histories = crate::archive::read_histories(&repo, &catalogue)?;
+    let selected = args.cluster.filter(snapshots.clone())?;
     let wal: BTreeMap<u64, ClusterWal> = window::clusters(&snapshots, &catalogue, &histories)
         .into_iter()
+        .filter(|c| args.cluster.includes_wal_of(c.system_identifier, &selected))
         .map(|c| (c.system_identifier, c))
         .collect();
     let space = Space::measure(&repo, &snapshots)?;
     let (data, metadata) = (space.data, space.metadata);
     let (dedup, compression) = (space.dedup_ratio(), space.compression_ratio());
     let mut clusters: BTreeMap<u64, ClusterSummary> = BTreeMap::new();
-    for (_, s) in &snapshots {
+    for (_, s) in &selected {
         let Some(pg) = &s.postgres else { continue };
         let c = clusters.entry(pg.system_identifier).or_default();
+        if let Some(name) = &pg.cluster_name
+            && !c.names.contains(name)
+        {
+            c.names.push(name.clone());
+        }
         if c.snapshots == 0 {
             c.first_ns = s.started_ns;
         }
@@ -96,6 +109,7 @@ pub fn run(global: &GlobalOptions, args: &InfoArgs) -> Result<()> {
             "compression_ratio": compression,
             "clusters": clusters.iter().map(|(sysid, c)| serde_json::json!({
                 "system_identifier": sysid.to_string(),
+                "names": c.names,
                 "snapshots": c.snapshots,
                 "first": format_utc(c.first_ns / 1_000_000_000),
                 "last": format_utc(c.last_ns / 1_000_000_000),
@@ -143,8 +157,13 @@ pub fn run(global: &GlobalOptions, args: &InfoArgs) -> Result<()> {
     );
     for (sysid, c) in &clusters {
         let versions: Vec<String> = c.versions.iter().map(|v| format::pg_version(*v)).collect();
+        let label = if c.names.is_empty() {
+            sysid.to_string()
+        } else {
+            format!("{} ({sysid})", c.names.join(", "))
+        };
         println!(
-            "cluster {sysid} (PostgreSQL {}): {} snapshots, {} .. {}",
+            "cluster {label}, PostgreSQL {}: {} snapshots, {} .. {}",
             versions.join(", "),
             c.snapshots,
             format_utc(c.first_ns / 1_000_000_000),

@@ -4,6 +4,7 @@
 pub mod archive_get;
 pub mod archive_push;
 pub mod backup;
+pub mod cluster_arg;
 pub mod copy;
 pub mod format;
 pub mod global;
