@@ -264,14 +264,17 @@ fn the_report_of_a_real_cluster_draws_every_chart_in_the_browser() {
     cluster.execute(
         "INSERT INTO t SELECT g, repeat(md5(g::text), 8) FROM generate_series(1, 30000) g",
     );
-    cairn.backup_json(&cluster, &["--tag", "first"]);
+    cairn.backup_json(&cluster, &["--cluster", "prod", "--tag", "first"]);
 
     cluster.execute("UPDATE t SET v = md5(v) WHERE id % 10 = 0");
     cluster.execute(
         "INSERT INTO t SELECT g, repeat(md5(g::text), 8) FROM generate_series(30001, 40000) g",
     );
     // Tags are the user's words: the page must show them as text.
-    cairn.backup_json(&cluster, &["--tag", "<b>nightly</b> & \"more\""]);
+    cairn.backup_json(
+        &cluster,
+        &["--cluster", "prod", "--tag", "<b>nightly</b> & \"more\""],
+    );
 
     write_owned(&skip, "");
     cluster.execute("INSERT INTO t SELECT g, 'lost' FROM generate_series(40001, 41000) g");
@@ -279,7 +282,7 @@ fn the_report_of_a_real_cluster_draws_every_chart_in_the_browser() {
     std::fs::remove_file(&skip).unwrap();
     cluster.execute("DELETE FROM t WHERE id % 7 = 0");
     switch_wal_and_wait_archived(&cluster);
-    cairn.backup_json(&cluster, &["--tag", "after-the-gap"]);
+    cairn.backup_json(&cluster, &["--cluster", "prod", "--tag", "after-the-gap"]);
     // WAL after the last backup extends its window.
     cluster.execute("INSERT INTO t SELECT g, 'late' FROM generate_series(50001, 51000) g");
     switch_wal_and_wait_archived(&cluster);
@@ -309,6 +312,10 @@ fn the_report_of_a_real_cluster_draws_every_chart_in_the_browser() {
     );
     assert!(html.contains("&lt;b&gt;nightly&lt;/b&gt; &amp; &quot;more&quot;"));
     assert!(!html.contains("<b>nightly"));
+    assert!(
+        html.contains(">prod TL 1</text>"),
+        "the window row is named after the cluster"
+    );
 
     let dir = TempDir::new().unwrap();
     let (height, charts) = layout(&page, dir.path());
@@ -374,6 +381,16 @@ fn the_report_of_a_real_cluster_draws_every_chart_in_the_browser() {
         stderr(&out).is_empty(),
         "notes on stderr with --html -: {}",
         stderr(&out)
+    );
+
+    // One cluster of several, by name; a name no snapshot has is a usage error.
+    let out = cairn.run(&["report", "--cluster", "prod", "--html", "-"]);
+    assert_success(&out, "report --cluster prod");
+    assert_eq!(stdout(&out).matches("<svg class=\"chart\"").count(), 4);
+    assert_code(
+        &cairn.run(&["report", "--cluster", "staging", "--html", "-"]),
+        2,
+        "report --cluster of no snapshot",
     );
 }
 

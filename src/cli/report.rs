@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 
 use super::GlobalOptions;
+use super::cluster_arg::ClusterArg;
 use super::progress::Progress;
 use crate::error::{Error, Result};
 use crate::report::{data, page};
@@ -15,6 +16,7 @@ use crate::report::{data, page};
 Example:
   pgcairn report --html /var/www/backups/report.html    # e.g. nightly, after prune
   pgcairn report --html - > report.html                 # to standard output
+  pgcairn report --cluster main --html main.html        # one cluster of several
 
 The page holds four charts over one time axis, and the snapshot table:
   - the logical size of each snapshot (what a plain copy would take);
@@ -29,6 +31,9 @@ For the ratios over time, report reads every snapshot's metadata (trees and chun
 once each, as prune does), never the data itself. The file is written to a temporary name
 beside FILE and renamed over it, so a web server never serves half a page.")]
 pub struct ReportArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArg,
+
     /// Write the HTML page to FILE (`-`: standard output).
     #[arg(long, value_name = "FILE", required = true)]
     pub html: PathBuf,
@@ -37,7 +42,7 @@ pub struct ReportArgs {
 pub fn run(global: &GlobalOptions, args: &ReportArgs) -> Result<()> {
     let repo = global.open_indexed()?;
     let mut progress = Progress::new(global.quiet);
-    let overview = data::gather(&repo, &mut |done, total| {
+    let overview = data::gather(&repo, &args.cluster, &mut |done, total| {
         progress.update(|| format!("reading snapshot metadata: {done}/{total}"))
     })?;
     progress.finish();

@@ -397,13 +397,13 @@ pub fn windows(overview: &Overview, span: &TimeSpan) -> String {
         let top = TOP + 4.0 + ROW * i as f64;
         let band = ROW - 10.0;
         let middle = top + band / 2.0;
-        let sysid = cluster.system_identifier.to_string();
-        let short = &sysid[sysid.len().saturating_sub(8)..];
         canvas.add(&format!(
-            r#"<text class="row" x="{}" y="{}" dy="4" text-anchor="end"><title>cluster {sysid}, timeline {}</title>…{short} TL {}</text>"#,
+            r#"<text class="row" x="{}" y="{}" dy="4" text-anchor="end"><title>cluster {}, timeline {}</title>{} TL {}</text>"#,
             num(LEFT - 8.0),
             num(middle),
+            escape(&overview.cluster_label(cluster.system_identifier)),
             timeline.timeline,
+            escape(&row_name(overview, cluster.system_identifier)),
             timeline.timeline
         ));
         for pair in timeline.windows.windows(2) {
@@ -490,6 +490,20 @@ pub fn windows(overview: &Overview, span: &TimeSpan) -> String {
         )
     };
     canvas.finish("Recoverable window over time", &desc)
+}
+
+/// A cluster in the little room a row label has: its name, else the last digits of its
+/// system identifier (the whole of either is in the row's tooltip).
+fn row_name(overview: &Overview, system_identifier: u64) -> String {
+    const ROOM: usize = 14;
+    match overview.cluster_name(system_identifier) {
+        Some(name) if name.chars().count() <= ROOM => name.to_string(),
+        Some(name) => format!("{}…", name.chars().take(ROOM - 1).collect::<String>()),
+        None => {
+            let digits = system_identifier.to_string();
+            format!("…{}", &digits[digits.len().saturating_sub(8)..])
+        }
+    }
 }
 
 fn system_id(s: &SnapshotFacts) -> Option<u64> {

@@ -5,6 +5,7 @@
 
 use super::text::status;
 use crate::archive::window::{self, ClusterWal, WalIndex};
+use crate::cli::cluster_arg::ClusterArg;
 use crate::error::Result;
 use crate::repo::IndexedRepository;
 use crate::repo::cache::BlobTotals;
@@ -104,17 +105,41 @@ pub struct Overview {
     pub unreadable: Vec<Unreadable>,
 }
 
-/// Gathers the overview; `progress(done, total)` is called as the walk goes, snapshot by
-/// snapshot.
+impl Overview {
+    /// What a cluster is called: the name its newest named snapshot was taken under
+    /// (`backup --cluster`, else the server's `cluster_name`), if any.
+    pub fn cluster_name(&self, system_identifier: u64) -> Option<&str> {
+        self.snapshots
+            .iter()
+            .rev()
+            .filter_map(|s| s.snapshot.postgres.as_ref())
+            .filter(|pg| pg.system_identifier == system_identifier)
+            .find_map(|pg| pg.cluster_name.as_deref())
+    }
+
+    /// `main (7301234567890123456)`, or the system identifier alone.
+    pub fn cluster_label(&self, system_identifier: u64) -> String {
+        match self.cluster_name(system_identifier) {
+            Some(name) => format!("{name} ({system_identifier})"),
+            None => system_identifier.to_string(),
+        }
+    }
+}
+
+/// Gathers the overview of the clusters `select` selects (the space: of the whole
+/// repository); `progress(done, total)` is called as the walk goes, snapshot by snapshot.
 pub fn gather(
     repo: &IndexedRepository,
+    select: &ClusterArg,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Overview> {
     let catalogue = repo.wal_catalogue()?;
-    let snapshots = repo.load_snapshots()?;
+    let all = repo.load_snapshots()?;
     let histories = crate::archive::read_histories(repo, &catalogue)?;
-    let clusters = window::clusters(&snapshots, &catalogue, &histories);
-    let space = Space::measure(repo, &snapshots)?;
+    let mut clusters = window::clusters(&all, &catalogue, &histories);
+    let space = Space::measure(repo, &all)?;
+    let snapshots = select.filter(all)?;
+    clusters.retain(|c| select.includes_wal_of(c.system_identifier, &snapshots));
     let archive = WalIndex::new(&catalogue);
     let mut unreadable = Vec::new();
     let mut facts = Vec::with_capacity(snapshots.len());

@@ -141,7 +141,7 @@ fn summary(out: &mut String, overview: &Overview) {
             "Cluster",
             format!(
                 "{} (PostgreSQL {}): {}, {}, {}",
-                cluster.system_identifier,
+                overview.cluster_label(cluster.system_identifier),
                 if versions.is_empty() {
                     "?".into()
                 } else {
@@ -183,7 +183,7 @@ fn cluster_legend(overview: &Overview) -> String {
             format!(
                 "<li><span class=\"swatch\" style=\"background:{}\"></span>cluster {}</li>",
                 PALETTE[i % PALETTE.len()],
-                c.system_identifier
+                escape(&overview.cluster_label(c.system_identifier))
             )
         })
         .collect();
@@ -240,7 +240,8 @@ fn charts_sections(out: &mut String, overview: &Overview, span: &TimeSpan) {
     ));
     out.push_str(&format!(
         "<section id=\"windows\">\n<h2>Recoverable window over time</h2>\n<p \
-         class=\"explain\">Per cluster (the last digits of its system identifier) and timeline: \
+         class=\"explain\">Per cluster (its name, else the last digits of its system identifier) \
+         and timeline: \
          the times a point-in-time restore can reach, from the oldest restorable snapshot's \
          consistency point to the end of the WAL that follows it without a gap. Between two \
          windows WAL is missing: no point there can be recovered. Ticks are snapshots; a red \
@@ -262,7 +263,10 @@ fn wal_section(out: &mut String, overview: &Overview) {
     }
     out.push_str("<section id=\"wal\">\n<h2>Archived WAL</h2>\n<pre class=\"wal\">");
     for cluster in &overview.clusters {
-        out.push_str(&format!("cluster {}:\n", cluster.system_identifier));
+        out.push_str(&format!(
+            "cluster {}:\n",
+            escape(&overview.cluster_label(cluster.system_identifier))
+        ));
         for line in wal_lines(cluster) {
             out.push_str(&escape(&line));
             out.push('\n');
@@ -277,7 +281,7 @@ fn table(out: &mut String, overview: &Overview) {
     }
     out.push_str(
         "<section id=\"snapshots\">\n<h2>Snapshots, newest first</h2>\n<div class=\"scroll\"><table class=\"snapshots\">\n<thead><tr>\
-         <th>ID</th><th>Time (UTC)</th><th>Host</th><th>Cluster (system id)</th><th>PG</th>\
+         <th>ID</th><th>Time (UTC)</th><th>Host</th><th>Cluster</th><th>PG</th>\
          <th>TLI</th><th>LSN start..stop</th><th>Size</th><th>Added</th><th>Status</th>\
          <th>Tags</th></tr></thead>\n<tbody>\n",
     );
@@ -293,8 +297,7 @@ fn table(out: &mut String, overview: &Overview) {
             s.id.short(),
             format_utc(s.snapshot.started_ns / 1_000_000_000),
             escape(&s.snapshot.hostname),
-            pg.map(|pg| pg.system_identifier.to_string())
-                .unwrap_or_default(),
+            escape(&pg.map(format::cluster).unwrap_or_default()),
             pg.map(|pg| format::pg_version(pg.server_version_num))
                 .unwrap_or_default(),
             pg.map(|pg| pg.timeline.to_string()).unwrap_or_default(),
@@ -478,6 +481,7 @@ mod tests {
         let (id, mut s) = snapshot(1, 1, 2, 3, DAY0 + 100);
         s.hostname = "<script>alert('host')</script>".into();
         s.tags = vec!["\"><img src=x onerror=alert(1)>".into(), "a&b".into()];
+        s.postgres.as_mut().unwrap().cluster_name = Some("<i>main</i>".into());
         let mut o = overview(vec![(id, s)], &[]);
         o.location = "/backup/<b>repo</b>".into();
         let page = render(&o, DAY0);
@@ -486,5 +490,13 @@ mod tests {
         assert!(page.contains("&quot;&gt;&lt;img src=x onerror=alert(1)&gt;, a&amp;b"));
         assert!(page.contains("/backup/&lt;b&gt;repo&lt;/b&gt;"));
         assert!(!page.contains("<b>repo"));
+        // The cluster's name: in the legend, the table, the WAL lines and the row label.
+        assert!(!page.contains("<i>main"));
+        assert!(
+            page.matches("&lt;i&gt;main&lt;/i&gt; (7300000000000000001)")
+                .count()
+                >= 4
+        );
+        assert!(chart(&page, "chart-windows").contains("&lt;i&gt;main&lt;/i&gt; TL 1</text>"));
     }
 }
