@@ -44,6 +44,8 @@ enum Command {
     Info(cli::info::InfoArgs),
     /// Write a self-contained HTML page with charts of the repository over time.
     Report(cli::report::ReportArgs),
+    /// Write the repository's state as Prometheus metrics (node_exporter textfile collector).
+    Metrics(cli::metrics::MetricsArgs),
     /// Rebuild a data directory from a snapshot and configure recovery.
     Restore(cli::restore::RestoreArgs),
     /// Copy snapshots and their WAL into another repository (an offsite copy), incrementally.
@@ -98,6 +100,7 @@ fn main() {
         Command::Snapshots(args) => cli::snapshots::run(&global, args),
         Command::Info(args) => cli::info::run(&global, args),
         Command::Report(args) => cli::report::run(&global, args),
+        Command::Metrics(args) => cli::metrics::run(&global, args),
         Command::ArchivePush(args) => cli::archive_push::run(&global, args),
         Command::ArchivePushWorker(args) => cli::archive_push::run_worker(&global, args),
         Command::ArchiveGet(args) => cli::archive_get::run(&global, args),

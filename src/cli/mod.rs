@@ -13,6 +13,8 @@ pub mod init;
 pub mod interrupt;
 pub mod key;
 pub mod logging;
+pub mod metrics;
+pub mod output;
 pub mod password;
 pub mod policy_args;
 pub mod progress;

@@ -7,6 +7,7 @@ use clap::Args;
 
 use super::GlobalOptions;
 use super::cluster_arg::ClusterArg;
+use super::output::write_atomically;
 use super::progress::Progress;
 use crate::error::{Error, Result};
 use crate::report::{data, page};
@@ -74,64 +75,4 @@ pub fn run(global: &GlobalOptions, args: &ReportArgs) -> Result<()> {
         );
     }
     Ok(())
-}
-
-/// Writes `path` whole or not at all: into a temporary file beside it, synced, then renamed
-/// over it. The temporary file is removed when anything fails.
-fn write_atomically(path: &Path, content: &[u8]) -> Result<()> {
-    let name = path
-        .file_name()
-        .ok_or_else(|| Error::usage(format!("--html {}: not a file name", path.display())))?;
-    let mut temp_name = std::ffi::OsString::from(".");
-    temp_name.push(name);
-    temp_name.push(format!(".{}.tmp", std::process::id()));
-    let temp = path.with_file_name(temp_name);
-    let written = std::fs::File::create(&temp)
-        .and_then(|mut file| {
-            file.write_all(content)?;
-            file.sync_all()
-        })
-        .map_err(Error::io_at("writing", &temp))
-        .and_then(|()| {
-            std::fs::rename(&temp, path).map_err(|e| {
-                Error::local_io(
-                    e,
-                    format!("renaming {} to {}", temp.display(), path.display()),
-                )
-            })
-        });
-    if written.is_err() {
-        // Best effort: the error that matters is the one being returned.
-        let _ = std::fs::remove_file(&temp);
-    }
-    written
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_file_is_replaced_whole_and_no_temporary_file_is_left() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("report.html");
-        std::fs::write(&path, "old").unwrap();
-        write_atomically(&path, b"new page").unwrap();
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), "new page");
-        let names: Vec<_> = std::fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        assert_eq!(names, ["report.html"]);
-    }
-
-    #[test]
-    fn a_directory_that_is_not_there_fails_with_the_path_and_leaves_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("missing").join("report.html");
-        let err = write_atomically(&path, b"page").unwrap_err();
-        assert_eq!(err.kind(), crate::ErrorKind::Local);
-        assert!(err.to_string().contains("missing"), "{err}");
-        assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none());
-    }
 }
