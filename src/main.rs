@@ -42,6 +42,8 @@ enum Command {
     Snapshots(cli::snapshots::SnapshotsArgs),
     /// Summarise the repository: size, dedup and compression, clusters.
     Info(cli::info::InfoArgs),
+    /// Write a self-contained HTML page with charts of the repository over time.
+    Report(cli::report::ReportArgs),
     /// Write the repository's state as Prometheus metrics (node_exporter textfile collector).
     Metrics(cli::metrics::MetricsArgs),
     /// Rebuild a data directory from a snapshot and configure recovery.
@@ -101,6 +103,7 @@ fn main() {
         Command::Copy(args) => cli::copy::run(&global, args),
         Command::Snapshots(args) => cli::snapshots::run(&global, args),
         Command::Info(args) => cli::info::run(&global, args),
+        Command::Report(args) => cli::report::run(&global, args),
         Command::Metrics(args) => cli::metrics::run(&global, args),
         Command::ArchivePush(args) => cli::archive_push::run(&global, args),
         Command::ArchivePushWorker(args) => cli::archive_push::run_worker(&global, args),
