@@ -55,6 +55,9 @@ enum Command {
     /// Fill archive-get's prefetch queue (started by archive-get --prefetch).
     #[command(name = cli::archive_get::FILL_QUEUE_COMMAND, hide = true)]
     ArchiveGetFillQueue(cli::archive_get::FillQueueArgs),
+    /// Check that a running cluster is set up to archive into and be backed up to the
+    /// repository: settings, privileges, then a WAL switch that must reach the repository.
+    Check(cli::check::CheckArgs),
     /// Forget snapshots outside a retention policy, expire WAL, reclaim space.
     Prune(cli::prune::PruneArgs),
     /// Check the repository: structure, references, WAL continuity; with --read-data, every
@@ -99,6 +102,7 @@ fn main() {
         Command::ArchivePushWorker(args) => cli::archive_push::run_worker(&global, args),
         Command::ArchiveGet(args) => cli::archive_get::run(&global, args),
         Command::ArchiveGetFillQueue(args) => cli::archive_get::run_fill_queue(&global, args),
+        Command::Check(args) => cli::check::run(&global, args),
         Command::Prune(args) => cli::prune::run(&global, args),
         Command::Verify(args) => cli::verify::run(&global, args),
         Command::Key(command) => cli::key::run(&global, command),

@@ -16,9 +16,9 @@ use std::time::{Duration, Instant};
 use crate::error::{Context, Error, ErrorKind, Result};
 use crate::pg::history::{HistoryEntry, parse_history};
 use crate::pg::{control, wal};
-use crate::repo::{IndexedRepository, Repository};
 use crate::repo::pack::BlobType;
 use crate::repo::walcat::WalEntry;
+use crate::repo::{IndexedRepository, Repository};
 
 /// What kind of WAL file `name` is, when it is valid for some segment size (1 MiB to 1 GiB):
 /// the server's segment size is not known before the file is read.

@@ -8,6 +8,7 @@ use clap::Args;
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
+use crate::pg::recovery::restore_command_arg;
 use crate::prune::duration::Duration;
 use crate::prune::policy::{Count, Policy};
 use crate::repo::keycache::KeyCache;
@@ -179,6 +180,39 @@ impl GlobalOptions {
         args
     }
 
+    /// This binary with the repository options given to this process (paths made absolute,
+    /// never a password), then `tail`: a command for the server to run as restore_command or
+    /// archive_command, which it runs from the data directory. Words are shell-quoted with `%`
+    /// doubled; `tail` is taken as written (`archive-push %p`).
+    pub fn server_command(&self, tail: &str) -> Result<String> {
+        let exe = std::env::current_exe()
+            .map_err(|e| Error::local(format!("finding the pgcairn executable: {e}")))?;
+        let mut words = vec![restore_command_arg(&exe.to_string_lossy())];
+        let mut push = |flag: &str, value: String| {
+            words.push(flag.to_string());
+            words.push(restore_command_arg(&value));
+        };
+        if let Some(repo) = &self.repo {
+            let repo = if repo.contains("://") {
+                repo.clone()
+            } else {
+                absolute(Path::new(repo))?.to_string_lossy().into_owned()
+            };
+            push("--repo", repo);
+        }
+        for (flag, path) in [
+            ("--config", &self.config),
+            ("--password-file", &self.password_file),
+            ("--cache-dir", &self.cache_dir),
+        ] {
+            if let Some(path) = path {
+                push(flag, absolute(path)?.to_string_lossy().into_owned());
+            }
+        }
+        words.push(tail.to_string());
+        Ok(words.join(" "))
+    }
+
     pub fn storage(&self) -> Result<Storage> {
         let url = self.repo.as_deref().ok_or_else(|| {
             Error::usage("no repository given: use --repo, PGCAIRN_REPO or `repo` in --config")
@@ -219,6 +253,12 @@ impl GlobalOptions {
         };
         repo.load_index_synced_within(self.cache_dir.as_deref(), max_age)
     }
+}
+
+/// An absolute form of a path given relative to the current directory: the server runs
+/// restore_command and archive_command from the data directory.
+pub fn absolute(path: &Path) -> Result<PathBuf> {
+    std::path::absolute(path).map_err(|e| Error::usage(format!("{}: {e}", path.display())))
 }
 
 #[cfg(test)]

@@ -62,9 +62,7 @@ pub fn simple_commands(command: &str) -> Option<Vec<SimpleCommand>> {
             }
             '(' | ')' | '$' | '`' => return None,
             '~' if lexer.word.is_empty() => return None,
-            '#' if lexer.word.is_empty() => {
-                while chars.next_if(|n| *n != '\n').is_some() {}
-            }
+            '#' if lexer.word.is_empty() => while chars.next_if(|n| *n != '\n').is_some() {},
             '\\' => match chars.next() {
                 Some('\n') => {}
                 Some(escaped) => lexer.word.push_quoted(escaped),
@@ -222,7 +220,9 @@ mod tests {
     #[test]
     fn quotes_escapes_and_percent_signs() {
         assert_eq!(
-            words(r#"/usr/bin/pgcairn --repo "/srv/my backups" --password-file '/etc/it''s' archive-push %p"#),
+            words(
+                r#"/usr/bin/pgcairn --repo "/srv/my backups" --password-file '/etc/it''s' archive-push %p"#
+            ),
             [[
                 "/usr/bin/pgcairn",
                 "--repo",
