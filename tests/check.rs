@@ -41,6 +41,32 @@ fn check_json(cairn: &Cairn, cluster: &Cluster) -> (i32, Value) {
     check_json_at(cairn, &cluster.conninfo(), cluster.pgdata())
 }
 
+/// Every check, in the order they run (docs/check.md).
+const CHECKS: [&str; 12] = [
+    "repository",
+    "connection",
+    "backup_functions",
+    "settings_access",
+    "wal_reservation",
+    "wal_level",
+    "archive_mode",
+    "archive_command",
+    "data_directory",
+    "system_identifier",
+    "archiver",
+    "wal_switch",
+];
+
+/// The names of the report's checks, in its order.
+fn names(report: &Value) -> Vec<&str> {
+    report["checks"]
+        .as_array()
+        .expect("checks is an array")
+        .iter()
+        .map(|c| c["name"].as_str().expect("a name"))
+        .collect()
+}
+
 /// The report's entry for check `name`.
 fn finding<'a>(report: &'a Value, name: &str) -> &'a Value {
     report["checks"]
@@ -87,20 +113,8 @@ fn a_well_configured_cluster_passes_and_its_switched_segment_arrives() {
     let (exit, report) = check_json(&cairn, &cluster);
     assert_eq!(exit, 0, "{report:#}");
     assert_eq!(report["status"], "ok", "{report:#}");
-    for name in [
-        "repository",
-        "connection",
-        "backup_functions",
-        "settings_access",
-        "wal_reservation",
-        "wal_level",
-        "archive_mode",
-        "archive_command",
-        "data_directory",
-        "system_identifier",
-        "archiver",
-        "wal_switch",
-    ] {
+    assert_eq!(names(&report), CHECKS);
+    for name in CHECKS {
         assert_eq!(finding(&report, name)["status"], "ok", "{name}: {report:#}");
     }
     assert_finding(
@@ -374,4 +388,30 @@ fn on_a_standby_the_wal_switch_is_left_to_the_primary() {
         &["standby", "run pgcairn check against the primary"],
     );
     assert!(report["wal_segment"].is_null(), "{report:#}");
+}
+
+#[test]
+fn without_a_server_every_check_of_it_is_listed_as_skipped() {
+    let cairn = Cairn::new();
+    let dir = tempfile::tempdir().unwrap();
+    let out = check_at(
+        &cairn,
+        &format!("host={} port=1 user=postgres", dir.path().display()),
+        dir.path(),
+        &["--json"],
+    );
+    assert_code(&out, 14, "check without a server");
+    let report = json(&out);
+    assert_eq!(names(&report), CHECKS);
+    assert_finding(&report, "repository", "ok", &[]);
+    assert_finding(
+        &report,
+        "connection",
+        "failed",
+        &["cannot connect to PostgreSQL"],
+    );
+    for name in &CHECKS[2..] {
+        assert_finding(&report, name, "skipped", &["no connection"]);
+    }
+    assert!(report["system_identifier"].is_null(), "{report:#}");
 }
