@@ -55,8 +55,8 @@ enum Command {
     /// Fill archive-get's prefetch queue (started by archive-get --prefetch).
     #[command(name = cli::archive_get::FILL_QUEUE_COMMAND, hide = true)]
     ArchiveGetFillQueue(cli::archive_get::FillQueueArgs),
-    /// Check that a running cluster is set up to archive into and be backed up to the
-    /// repository: settings, privileges, then a WAL switch that must reach the repository.
+    /// Check a running cluster's settings and privileges against the repository, then switch
+    /// WAL and wait for the segment to arrive.
     Check(cli::check::CheckArgs),
     /// Forget snapshots outside a retention policy, expire WAL, reclaim space.
     Prune(cli::prune::PruneArgs),

@@ -55,7 +55,7 @@ the repository does not open, its own code (3 password, 4 no repository, 11 unsu
 format, 12 storage); 2 usage; 130 interrupted.")]
 pub struct CheckArgs {
     /// The cluster's data directory: checked to be the server's, and readable by the OS user
-    /// running check (as backup needs) [env: PGDATA].
+    /// running check (as backup needs).
     #[arg(long, env = "PGDATA", value_name = "DIR")]
     pub pgdata: Option<PathBuf>,
 
@@ -325,13 +325,10 @@ fn inspect(global: &GlobalOptions, args: &CheckArgs, interrupted: &AtomicBool) -
         );
     } else if let Some(repo) = &repo {
         let timeout = Duration::from_secs(args.archive_timeout);
-        let verdict = wal_switch(&mut client, repo, &info, timeout, interrupted, &mut report);
-        if let Err(e) = &verdict
-            && e.kind() == ErrorKind::Interrupted
-        {
-            return Err(Error::new(ErrorKind::Interrupted, "interrupted"));
+        match wal_switch(&mut client, repo, &info, timeout, interrupted, &mut report) {
+            Err(e) if e.kind() == ErrorKind::Interrupted => return Err(e),
+            verdict => report.add("wal_switch", verdict),
         }
-        report.add("wal_switch", verdict);
     } else {
         report.push(
             "wal_switch",
