@@ -200,6 +200,7 @@ fn snapshot(day: u64, root: Vec<BlobId>, summary: Summary) -> Snapshot {
             tablespaces: vec![],
             bad_pages: vec![],
             wal_missing: vec![],
+            cluster_name: None,
         }),
         summary,
     }

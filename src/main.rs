@@ -42,6 +42,8 @@ enum Command {
     Snapshots(cli::snapshots::SnapshotsArgs),
     /// Summarise the repository: size, dedup and compression, clusters.
     Info(cli::info::InfoArgs),
+    /// Write the repository's state as Prometheus metrics (node_exporter textfile collector).
+    Metrics(cli::metrics::MetricsArgs),
     /// Rebuild a data directory from a snapshot and configure recovery.
     Restore(cli::restore::RestoreArgs),
     /// Copy snapshots and their WAL into another repository (an offsite copy), incrementally.
@@ -98,6 +100,7 @@ fn main() {
         Command::Copy(args) => cli::copy::run(&global, args),
         Command::Snapshots(args) => cli::snapshots::run(&global, args),
         Command::Info(args) => cli::info::run(&global, args),
+        Command::Metrics(args) => cli::metrics::run(&global, args),
         Command::ArchivePush(args) => cli::archive_push::run(&global, args),
         Command::ArchivePushWorker(args) => cli::archive_push::run_worker(&global, args),
         Command::ArchiveGet(args) => cli::archive_get::run(&global, args),

@@ -158,6 +158,19 @@ fn a_well_configured_cluster_passes_and_its_switched_segment_arrives() {
         "{text}"
     );
 
+    // What the repository holds of the cluster, once backed up.
+    cairn.backup_json(&cluster, &["--cluster", "main"]);
+    let (exit, report) = check_json(&cairn, &cluster);
+    assert_eq!(exit, 0, "{report:#}");
+    assert_finding(
+        &report,
+        "system_identifier",
+        "ok",
+        &[&format!(
+            "{system_id}: 1 snapshot(s) of this cluster (named main)"
+        )],
+    );
+
     // A data directory that is not the server's fails, naming it.
     let elsewhere = cluster.scratch_dir();
     let (exit, report) = check_json_at(&cairn, &cluster.conninfo(), elsewhere);

@@ -451,6 +451,7 @@ mod library {
                 tablespaces: Vec::new(),
                 bad_pages: Vec::new(),
                 wal_missing: Vec::new(),
+                cluster_name: None,
             }),
             ..snapshot.clone()
         }

@@ -335,6 +335,7 @@ fn snapshot_seeds() -> Files {
                 found: 0x9a0f,
             }],
             wal_missing: vec![segment.into()],
+            cluster_name: Some("main".into()),
         }),
         ..bare.clone()
     };

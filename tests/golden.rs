@@ -208,6 +208,7 @@ fn build() -> (Vec<(&'static str, Vec<u8>)>, Expected) {
                 found: 0x9a0f,
             }],
             wal_missing: Vec::new(),
+            cluster_name: Some("main".into()),
         }),
         summary: Summary {
             files: 2,

@@ -63,6 +63,7 @@ fn snapshot(repo: &IndexedRepository, started_s: i64, files: &[(&str, &[u8])]) -
             tablespaces: vec![],
             bad_pages: vec![],
             wal_missing: vec![],
+            cluster_name: None,
         }),
         summary: Summary::default(),
     })
@@ -76,6 +77,7 @@ fn options(grace: Duration, dry_run: bool) -> PruneOptions {
             max_unused: 0.25,
         },
         wal_cutoff_ns: None,
+        cluster: None,
         dry_run,
     }
 }

@@ -198,7 +198,8 @@ fn another_format_version_is_refused() {
     let config = dir.path().join("repo/config");
     let mut bytes = std::fs::read(&config).unwrap();
     for (version, advice) in [
-        (4u8, "upgrade pgcairn"),
+        (5u8, "upgrade pgcairn"),
+        (3, "pre-release"),
         (2, "pre-release"),
         (1, "pre-release"),
     ] {

@@ -96,6 +96,7 @@ fn postgres(start: u64, stop: u64, wal_missing: Vec<String>) -> PostgresBackup {
         tablespaces: Vec::new(),
         bad_pages: Vec::new(),
         wal_missing,
+        cluster_name: None,
     }
 }
 

@@ -396,6 +396,7 @@ pub(crate) mod tests {
             tablespaces: Vec::new(),
             bad_pages: Vec::new(),
             wal_missing: Vec::new(),
+            cluster_name: None,
         };
         (
             SnapshotId([n; 32]),

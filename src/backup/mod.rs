@@ -39,6 +39,8 @@ const PROGRESS_PERIOD: Duration = Duration::from_millis(250);
 pub struct BackupRequest<'a> {
     pub pgdata: PathBuf,
     pub tags: Vec<String>,
+    /// What `PostgresBackup::cluster_name` records.
+    pub cluster_name: Option<String>,
     pub fast: bool,
     /// Read every file, even those the parent snapshot holds unchanged.
     pub reread: bool,
@@ -255,6 +257,7 @@ pub fn back_up(
             tablespaces,
             bad_pages,
             wal_missing: wal.missing,
+            cluster_name: request.cluster_name.clone(),
         }),
         summary: Summary {
             files: totals.files,

@@ -16,6 +16,7 @@ use crate::pg::conn;
 use crate::pg::session::BackupSession;
 use crate::pg::wal::Lsn;
 use crate::repo::IndexedRepository;
+use crate::repo::cluster;
 use crate::repo::lock::{LockKind, Locked};
 
 #[derive(Args, Debug, Clone)]
@@ -56,6 +57,12 @@ pub struct BackupArgs {
     #[arg(long = "tag", value_name = "TAG")]
     pub tags: Vec<String>,
 
+    /// Name the cluster, so that snapshots, restore, prune and info can select it with
+    /// --cluster NAME when several clusters share the repository [default: the server's
+    /// cluster_name setting, if set].
+    #[arg(long, value_name = "NAME", value_parser = parse_cluster_name)]
+    pub cluster: Option<String>,
+
     /// Ask for an immediate checkpoint instead of waiting for a spread one.
     #[arg(long)]
     pub fast: bool,
@@ -78,6 +85,13 @@ pub struct BackupArgs {
     pub json: bool,
 }
 
+fn parse_cluster_name(text: &str) -> std::result::Result<String, String> {
+    match cluster::name_problem(text) {
+        None => Ok(text.to_owned()),
+        Some(problem) => Err(format!("cannot name a cluster: {problem}")),
+    }
+}
+
 pub fn run(global: &GlobalOptions, args: &BackupArgs) -> Result<()> {
     let interrupted = super::interrupt::install()?;
     let repo = global.open_unsynced()?;
@@ -97,9 +111,12 @@ fn back_up_locked(
 ) -> Result<()> {
     let client = conn::connect(args.db.as_deref())?;
     let mut session = BackupSession::open(client)?;
+    let cluster_name =
+        cluster::name_for_backup(args.cluster.as_deref(), &session.info().cluster_name)?;
     let request = BackupRequest {
         pgdata: args.pgdata.clone(),
         tags: args.tags.clone(),
+        cluster_name,
         fast: args.fast,
         reread: args.reread,
         fail_on_checksum_error: args.fail_on_checksum_error,
@@ -197,6 +214,7 @@ fn print_report(report: &BackupReport, elapsed: Duration, json: bool, quiet: boo
             "duration_seconds": elapsed.as_secs_f64(),
             "postgres_version": pg.server_version_num,
             "system_identifier": pg.system_identifier.to_string(),
+            "cluster_name": pg.cluster_name,
             "timeline": pg.timeline,
             "start_lsn": Lsn(pg.start_lsn).to_string(),
             "stop_lsn": Lsn(pg.stop_lsn).to_string(),
@@ -248,7 +266,8 @@ fn print_report(report: &BackupReport, elapsed: Duration, json: bool, quiet: boo
         format::rate(s.summary.read_bytes, elapsed),
     );
     println!(
-        "  PostgreSQL {}, timeline {}, LSN {}..{}, WAL {}..{}",
+        "  cluster {}, PostgreSQL {}, timeline {}, LSN {}..{}, WAL {}..{}",
+        format::cluster(pg),
         pg.server_version_num,
         pg.timeline,
         Lsn(pg.start_lsn),

@@ -22,6 +22,7 @@ use crate::pg::conn::{self, LibpqEnv};
 use crate::pg::recovery::guc_quote;
 use crate::pg::session::{self, ServerInfo, quote_ident};
 use crate::repo::Repository;
+use crate::repo::cluster::Clusters;
 use crate::storage::Location;
 
 #[derive(Args, Debug, Clone)]
@@ -704,37 +705,33 @@ fn holdings(repo: &Repository, info: &ServerInfo) -> (Status, String) {
         Ok(snapshots) => snapshots,
         Err(e) => return (Status::Warning, format!("{id}; cannot list snapshots: {e}")),
     };
-    let ours: Vec<i64> = snapshots
+    let backups = snapshots
         .iter()
-        .filter_map(|(_, s)| s.postgres.as_ref().map(|pg| (pg, s.started_ns)))
-        .filter(|(pg, _)| pg.system_identifier == id)
-        .map(|(_, started)| started)
-        .collect();
-    let mut others: Vec<u64> = snapshots
-        .iter()
-        .filter_map(|(_, s)| s.postgres.as_ref().map(|pg| pg.system_identifier))
-        .filter(|other| *other != id)
-        .collect();
-    others.sort();
-    others.dedup();
-    let message = match ours.iter().max() {
-        Some(newest) => format!(
-            "{id}: {} snapshot(s) of this cluster in the repository, the newest from {}",
-            ours.len(),
-            format_utc(newest / 1_000_000_000)
-        ),
+        .filter_map(|(_, s)| s.postgres.as_ref().map(|pg| (pg, s.started_ns)));
+    let (ours, others): (Vec<_>, Vec<_>) = backups.partition(|(pg, _)| pg.system_identifier == id);
+    let message = match ours.iter().map(|(_, started)| started).max() {
+        Some(newest) => {
+            let names = Clusters::of(ours.iter().map(|(pg, _)| *pg))
+                .names
+                .remove(&id)
+                .unwrap_or_default();
+            let named = match names.as_slice() {
+                [] => String::new(),
+                names => format!(" (named {})", names.join(", ")),
+            };
+            format!(
+                "{id}: {} snapshot(s) of this cluster{named} in the repository, the newest from \
+                 {}",
+                ours.len(),
+                format_utc(newest / 1_000_000_000)
+            )
+        }
         None if others.is_empty() => {
             format!("{id}: the repository holds no snapshot yet (pgcairn backup takes the first)")
         }
         None => format!(
-            "{id}: no snapshot of this cluster yet; the repository holds snapshots of {} other \
-             cluster(s): {}",
-            others.len(),
-            others
-                .iter()
-                .map(u64::to_string)
-                .collect::<Vec<_>>()
-                .join(", ")
+            "{id}: no snapshot of this cluster yet; the repository holds snapshots of {}",
+            Clusters::of(others.iter().map(|(pg, _)| *pg)).describe()
         ),
     };
     (Status::Ok, message)

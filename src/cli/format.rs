@@ -38,6 +38,15 @@ pub fn rate(bytes: u64, elapsed: Duration) -> String {
     format!("{}/s", self::bytes((bytes as f64 / secs) as u64))
 }
 
+/// A cluster as people call it: "main (7301234567890123456)", or the system identifier alone
+/// when the backup recorded no name.
+pub fn cluster(pg: &crate::repo::snapshot::PostgresBackup) -> String {
+    match &pg.cluster_name {
+        Some(name) => format!("{name} ({})", pg.system_identifier),
+        None => pg.system_identifier.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

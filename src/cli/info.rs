@@ -5,11 +5,16 @@ use std::collections::BTreeMap;
 use clap::Args;
 
 use super::GlobalOptions;
+use super::cluster_arg::ClusterArg;
 use super::format;
 use crate::archive::window::{self, ClusterWal, Point, Window};
 use crate::clock::format_utc;
 use crate::error::Result;
+use crate::repo::IndexedRepository;
+use crate::repo::cache::BlobTotals;
+use crate::repo::id::{PackId, SnapshotId};
 use crate::repo::pack::BlobType;
+use crate::repo::snapshot::Snapshot;
 use crate::restore::select::format_time_us;
 
 #[derive(Args, Debug, Clone)]
@@ -30,6 +35,9 @@ A timeline branched off another (a promotion) also has windows from its ancestor
 taken before it branched off, following its history file as recovery does (segments before
 the switch from the ancestor, after it from the timeline itself).")]
 pub struct InfoArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArg,
+
     /// One JSON object on stdout.
     #[arg(long)]
     pub json: bool,
@@ -42,6 +50,8 @@ struct ClusterSummary {
     first_ns: i64,
     last_ns: i64,
     versions: Vec<u32>,
+    /// The names its snapshots were taken under (`backup --cluster`).
+    names: Vec<String>,
     /// (timeline, first WAL, last WAL) of the WAL the snapshots carry.
     wal: BTreeMap<u32, (String, String)>,
 }
@@ -51,26 +61,34 @@ pub fn run(global: &GlobalOptions, args: &InfoArgs) -> Result<()> {
     let catalogue = repo.wal_catalogue()?;
     let snapshots = repo.load_snapshots()?;
     let histories = crate::archive::read_histories(&repo, &catalogue)?;
+    let selected = args.cluster.filter(snapshots.clone())?;
     let wal: BTreeMap<u64, ClusterWal> = window::clusters(&snapshots, &catalogue, &histories)
         .into_iter()
+        .filter(|c| args.cluster.includes_wal_of(c.system_identifier, &selected))
         .map(|c| (c.system_identifier, c))
         .collect();
-    let (data, trees, lists, packs) = repo.with_cache(|c| -> Result<_> {
-        Ok((
-            c.blob_totals(BlobType::Data)?,
-            c.blob_totals(BlobType::Tree)?,
-            c.blob_totals(BlobType::ChunkList)?,
-            c.packs()?,
-        ))
-    })?;
-    let pack_bytes: u64 = packs.iter().map(|(_, size)| size).sum();
-    let logical: u64 = snapshots.iter().map(|(_, s)| s.summary.logical_bytes).sum();
-    let dedup = ratio(logical, data.raw_bytes);
-    let compression = ratio(data.raw_bytes, data.stored_bytes);
+    let Totals {
+        data,
+        trees,
+        lists,
+        packs,
+        pack_bytes,
+        logical,
+    } = Totals::of(&repo, &snapshots)?;
+    let packs = packs.len();
+    let (dedup, compression) = (
+        ratio(logical, data.raw_bytes),
+        ratio(data.raw_bytes, data.stored_bytes),
+    );
     let mut clusters: BTreeMap<u64, ClusterSummary> = BTreeMap::new();
-    for (_, s) in &snapshots {
+    for (_, s) in &selected {
         let Some(pg) = &s.postgres else { continue };
         let c = clusters.entry(pg.system_identifier).or_default();
+        if let Some(name) = &pg.cluster_name
+            && !c.names.contains(name)
+        {
+            c.names.push(name.clone());
+        }
         if c.snapshots == 0 {
             c.first_ns = s.started_ns;
         }
@@ -92,7 +110,7 @@ pub fn run(global: &GlobalOptions, args: &InfoArgs) -> Result<()> {
             "id": repo.config().id.to_hex(),
             "format_version": repo.config().version,
             "snapshots": snapshots.len(),
-            "packs": packs.len(),
+            "packs": packs,
             "pack_bytes": pack_bytes,
             "logical_bytes": logical,
             "unique_data_bytes": data.raw_bytes,
@@ -104,6 +122,7 @@ pub fn run(global: &GlobalOptions, args: &InfoArgs) -> Result<()> {
             "compression_ratio": compression,
             "clusters": clusters.iter().map(|(sysid, c)| serde_json::json!({
                 "system_identifier": sysid.to_string(),
+                "names": c.names,
                 "snapshots": c.snapshots,
                 "first": format_utc(c.first_ns / 1_000_000_000),
                 "last": format_utc(c.last_ns / 1_000_000_000),
@@ -132,7 +151,7 @@ pub fn run(global: &GlobalOptions, args: &InfoArgs) -> Result<()> {
     println!(
         "  {} snapshots, {} packs, {} on storage",
         snapshots.len(),
-        packs.len(),
+        packs,
         format::bytes(pack_bytes)
     );
     println!(
@@ -155,8 +174,13 @@ pub fn run(global: &GlobalOptions, args: &InfoArgs) -> Result<()> {
             .iter()
             .map(|v| format!("{}.{}", v / 10000, v % 100))
             .collect();
+        let label = if c.names.is_empty() {
+            sysid.to_string()
+        } else {
+            format!("{} ({sysid})", c.names.join(", "))
+        };
         println!(
-            "cluster {sysid} (PostgreSQL {}): {} snapshots, {} .. {}",
+            "cluster {label}, PostgreSQL {}: {} snapshots, {} .. {}",
             versions.join(", "),
             c.snapshots,
             format_utc(c.first_ns / 1_000_000_000),
@@ -276,6 +300,39 @@ pub(super) fn wal_json(cluster: &ClusterWal) -> serde_json::Value {
     )
 }
 
-fn ratio(a: u64, b: u64) -> f64 {
+/// What the repository holds, by the index cache, and what its snapshots hold.
+pub(super) struct Totals {
+    pub data: BlobTotals,
+    pub trees: BlobTotals,
+    pub lists: BlobTotals,
+    pub packs: Vec<(PackId, u64)>,
+    /// Bytes of all packs on storage.
+    pub pack_bytes: u64,
+    /// Bytes of file content in all `snapshots`: what plain copies would take.
+    pub logical: u64,
+}
+
+impl Totals {
+    pub fn of(repo: &IndexedRepository, snapshots: &[(SnapshotId, Snapshot)]) -> Result<Totals> {
+        let (data, trees, lists, packs) = repo.with_cache(|c| -> Result<_> {
+            Ok((
+                c.blob_totals(BlobType::Data)?,
+                c.blob_totals(BlobType::Tree)?,
+                c.blob_totals(BlobType::ChunkList)?,
+                c.packs()?,
+            ))
+        })?;
+        Ok(Totals {
+            data,
+            trees,
+            lists,
+            pack_bytes: packs.iter().map(|(_, size)| size).sum(),
+            packs,
+            logical: snapshots.iter().map(|(_, s)| s.summary.logical_bytes).sum(),
+        })
+    }
+}
+
+pub(super) fn ratio(a: u64, b: u64) -> f64 {
     if b == 0 { 1.0 } else { a as f64 / b as f64 }
 }

@@ -19,6 +19,7 @@ use crate::prune::duration::Duration;
 use crate::prune::gc::GcOptions;
 use crate::prune::policy::{Candidate, Policy};
 use crate::prune::run::{PruneOptions, PruneReport, Verdict, prune};
+use crate::repo::cluster::{ClusterSelector, SystemId};
 use crate::repo::id::SnapshotId;
 use crate::repo::snapshot::Snapshot;
 
@@ -30,6 +31,11 @@ const MIN_GRACE: std::time::Duration = std::time::Duration::from_secs(60);
 pub struct PruneArgs {
     #[command(flatten)]
     pub policy: PolicyArgs,
+
+    /// Apply the policy to this cluster only (its name or system identifier) and expire only
+    /// its WAL; snapshots and WAL of other clusters are kept.
+    #[arg(long, value_name = "NAME|SYSTEM_ID")]
+    pub cluster: Option<ClusterSelector>,
 
     /// Keep continuous WAL (point-in-time recovery) only for this long back from now; older
     /// kept snapshots keep just the WAL that makes them consistent. Default: from the oldest
@@ -98,6 +104,7 @@ pub fn run(global: &GlobalOptions, args: &PruneArgs) -> Result<()> {
             max_unused: args.max_unused / 100.0,
         },
         wal_cutoff_ns,
+        cluster: args.cluster.clone(),
         dry_run: args.dry_run,
     };
     let repo = global.open_unsynced()?;
@@ -179,7 +186,7 @@ fn decide(
 fn human(report: &PruneReport) -> String {
     let mut out = String::new();
     let verb = |now: &str, then: &str| if report.dry_run { then } else { now }.to_owned();
-    let mut clusters: BTreeMap<Option<u64>, Vec<&crate::prune::run::SnapshotVerdict>> =
+    let mut clusters: BTreeMap<Option<SystemId>, Vec<&crate::prune::run::SnapshotVerdict>> =
         BTreeMap::new();
     for s in &report.snapshots {
         clusters.entry(s.system_identifier).or_default().push(s);

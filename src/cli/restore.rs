@@ -18,6 +18,7 @@ use crate::pg::recovery::{self, RecoverySettings, RecoveryTarget, TargetAction};
 use crate::pg::target::{parse_target_name, parse_target_time, parse_target_xid};
 use crate::pg::wal::{self, Lsn};
 use crate::repo::IndexedRepository;
+use crate::repo::cluster::ClusterSelector;
 use crate::repo::snapshot::PostgresBackup;
 use crate::restore::select::{self, Aim, Candidate, WalEnd, WalPlan};
 use crate::restore::{self, RestoreRequest};
@@ -33,7 +34,7 @@ Examples:
   pgcairn restore --pgdata /srv/pg --target-time '2026-11-21 12:00:00+00' --target-action promote
   pgcairn restore --preview --target-lsn 0/5000060 --json
   pgcairn restore 3c44142e --pgdata /srv/pg --target-immediate --target-action promote
-  pgcairn restore --pgdata /srv/pg --target-name 'before upgrade' --system-id 7301234567890123456
+  pgcairn restore --pgdata /srv/pg --target-name 'before upgrade' --cluster sales
   pgcairn restore latest --pgdata /srv/pg --delta --tablespace-map /mnt/ts1=/srv/ts1
 
 Which snapshot: without SNAPSHOT (or with `latest`), a time or LSN target picks the newest
@@ -122,9 +123,11 @@ pub struct RestoreArgs {
     #[arg(long, value_name = "TLI|latest|current", value_parser = parse_timeline)]
     pub target_timeline: Option<String>,
 
-    /// The cluster to restore, when the repository holds snapshots of several.
-    #[arg(long, value_name = "ID")]
-    pub system_id: Option<u64>,
+    /// The cluster to restore, when the repository holds snapshots of several: the name it
+    /// was backed up under (backup --cluster, else its cluster_name setting) or its system
+    /// identifier.
+    #[arg(long, alias = "system-id", value_name = "NAME|SYSTEM_ID")]
+    pub cluster: Option<ClusterSelector>,
 
     /// Print the plan and change nothing.
     #[arg(long)]
@@ -387,13 +390,8 @@ fn plan<'a>(
                     id.short()
                 ))
             })?;
+            select::check_cluster(candidates, args.cluster.as_ref(), &chosen)?;
             let sysid = chosen.pg.system_identifier;
-            if args.system_id.is_some_and(|given| given != sysid) {
-                return Err(Error::usage(format!(
-                    "snapshot {} is of cluster {sysid}, not of the --system-id given",
-                    id.short()
-                )));
-            }
             let timelines = resolve_timeline(sysid)?;
             let aim = aim_of(&target, &timelines, archive, sysid);
             select::check_chosen(&chosen, aim, archive)?;
@@ -414,7 +412,7 @@ fn plan<'a>(
             (chosen, timelines)
         }
         None => {
-            let sysid = select::cluster_to_restore(candidates, args.system_id)?;
+            let sysid = select::cluster_to_restore(candidates, args.cluster.as_ref())?;
             let timelines = resolve_timeline(sysid)?;
             let aim = aim_of(&target, &timelines, archive, sysid);
             let reaches = |pg: &PostgresBackup| timelines.reaches(pg);

@@ -16,6 +16,7 @@ use crate::clock::format_utc;
 use crate::error::{Error, ErrorKind, Result};
 use crate::pg::wal::Lsn;
 use crate::repo::IndexedRepository;
+use crate::repo::cluster::ClusterSelector;
 use crate::restore::select::{self, Aim, Candidate};
 use crate::verify::restore_test::{
     self, CheckLevel, RestoreTestOptions, RestoreTestPlan, RestoreTestReport, Step,
@@ -93,9 +94,15 @@ pub struct RestoreTestArgs {
     #[arg(long, requires = "restore_test")]
     pub restore_test_keep: bool,
 
-    /// The cluster whose newest snapshot to test, when the repository holds several.
-    #[arg(long, value_name = "ID", requires = "restore_test")]
-    pub system_id: Option<u64>,
+    /// The cluster whose newest snapshot to test, when the repository holds several: its
+    /// name or system identifier.
+    #[arg(
+        long,
+        alias = "system-id",
+        value_name = "NAME|SYSTEM_ID",
+        requires = "restore_test"
+    )]
+    pub cluster: Option<ClusterSelector>,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -114,10 +121,10 @@ fn choose<'a>(
     candidates: &[Candidate<'a>],
     archive: &WalIndex,
     named: &str,
-    system_id: Option<u64>,
+    selector: Option<&ClusterSelector>,
 ) -> Result<Candidate<'a>> {
     if named == "latest" {
-        let sysid = select::cluster_to_restore(candidates, system_id)?;
+        let sysid = select::cluster_to_restore(candidates, selector)?;
         return select::choose(candidates, sysid, Aim::Newest, archive, &|_| true);
     }
     let id = repo.find_snapshot(named)?;
@@ -127,13 +134,7 @@ fn choose<'a>(
             id.short()
         ))
     })?;
-    if system_id.is_some_and(|given| given != chosen.pg.system_identifier) {
-        return Err(Error::usage(format!(
-            "snapshot {} is of cluster {}, not of the --system-id given",
-            id.short(),
-            chosen.pg.system_identifier
-        )));
-    }
+    select::check_cluster(candidates, selector, &chosen)?;
     Ok(chosen)
 }
 
@@ -144,7 +145,7 @@ pub fn run(global: &GlobalOptions, named: &str, opts: &RestoreTestArgs, json: bo
     let archive = WalIndex::new(&catalogue);
     let snapshots = repo.load_snapshots()?;
     let candidates = select::candidates(&snapshots);
-    let chosen = choose(&repo, &candidates, &archive, named, opts.system_id)?;
+    let chosen = choose(&repo, &candidates, &archive, named, opts.cluster.as_ref())?;
     let options = RestoreTestOptions {
         bindir: opts.pg_bindir.clone(),
         server_user: opts.restore_test_user.clone(),

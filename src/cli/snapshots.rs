@@ -3,6 +3,7 @@
 use clap::Args;
 
 use super::GlobalOptions;
+use super::cluster_arg::ClusterArg;
 use super::format;
 use crate::archive::window::{self, WalIndex};
 use crate::clock::format_utc;
@@ -25,6 +26,9 @@ the snapshot until they are archived. --json says the same with `restorable` and
 After the table, per cluster and timeline: archived WAL, gaps, and the recoverable windows
 (see `pgcairn info --help`).")]
 pub struct SnapshotsArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArg,
+
     /// One JSON array on stdout.
     #[arg(long)]
     pub json: bool,
@@ -34,7 +38,7 @@ pub fn run(global: &GlobalOptions, args: &SnapshotsArgs) -> Result<()> {
     let repo = global.open_indexed()?;
     let catalogue = repo.wal_catalogue()?;
     let archive = WalIndex::new(&catalogue);
-    let snapshots = repo.load_snapshots()?;
+    let snapshots = args.cluster.filter(repo.load_snapshots()?)?;
     // Segments a snapshot needs that neither it nor the archive has: not restorable.
     let missing = |s: &Snapshot| -> Vec<String> {
         s.postgres
@@ -43,7 +47,11 @@ pub fn run(global: &GlobalOptions, args: &SnapshotsArgs) -> Result<()> {
             .unwrap_or_default()
     };
     let histories = crate::archive::read_histories(&repo, &catalogue)?;
-    let clusters = window::clusters(&snapshots, &catalogue, &histories);
+    let mut clusters = window::clusters(&snapshots, &catalogue, &histories);
+    clusters.retain(|c| {
+        args.cluster
+            .includes_wal_of(c.system_identifier, &snapshots)
+    });
     // The recoverable window a snapshot lies in: on its timeline, from its cluster.
     let window_of = |s: &Snapshot| -> Option<&window::Window> {
         let pg = s.postgres.as_ref()?;
@@ -72,6 +80,7 @@ pub fn run(global: &GlobalOptions, args: &SnapshotsArgs) -> Result<()> {
                     "parent": s.parent.map(|p| p.to_hex()),
                     "postgres_version": pg.map(|p| p.server_version_num),
                     "system_identifier": pg.map(|p| p.system_identifier.to_string()),
+                    "cluster_name": pg.and_then(|p| p.cluster_name.clone()),
                     "pgdata": pg.map(|p| String::from_utf8_lossy(&p.pgdata).into_owned()),
                     "timeline": pg.map(|p| p.timeline),
                     "start_lsn": pg.map(|p| Lsn(p.start_lsn).to_string()),
@@ -99,11 +108,32 @@ pub fn run(global: &GlobalOptions, args: &SnapshotsArgs) -> Result<()> {
         }
         return Ok(());
     }
+    let name_width = snapshots
+        .iter()
+        .filter_map(|(_, s)| s.postgres.as_ref()?.cluster_name.as_ref())
+        .map(|n| n.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max("CLUSTER".len());
     println!(
-        "{:<8}  {:<19}  {:>7}  {:<20}  {:>3}  {:<23}  {:>9}  {:>9}  {:<6}  tags",
-        "ID", "TIME (UTC)", "PG", "SYSTEM ID", "TLI", "LSN START..STOP", "SIZE", "ADDED", "STATUS"
+        "{:<8}  {:<19}  {:<name_width$}  {:>7}  {:<20}  {:>3}  {:<23}  {:>9}  {:>9}  {:<6}  tags",
+        "ID",
+        "TIME (UTC)",
+        "CLUSTER",
+        "PG",
+        "SYSTEM ID",
+        "TLI",
+        "LSN START..STOP",
+        "SIZE",
+        "ADDED",
+        "STATUS"
     );
     for (id, s) in &snapshots {
+        let name = s
+            .postgres
+            .as_ref()
+            .and_then(|pg| pg.cluster_name.as_deref())
+            .unwrap_or("-");
         let (version, sysid, tli, lsns) = match &s.postgres {
             Some(pg) => (
                 format!(
@@ -127,9 +157,10 @@ pub fn run(global: &GlobalOptions, args: &SnapshotsArgs) -> Result<()> {
             }
         };
         println!(
-            "{:<8}  {:<19}  {:>7}  {:<20}  {:>3}  {:<23}  {:>9}  {:>9}  {:<6}  {}",
+            "{:<8}  {:<19}  {:<name_width$}  {:>7}  {:<20}  {:>3}  {:<23}  {:>9}  {:>9}  {:<6}  {}",
             id.short(),
             format_utc(s.started_ns / 1_000_000_000),
+            name,
             version,
             sysid,
             tli,

@@ -54,6 +54,8 @@ pub struct ServerInfo {
     pub in_recovery: bool,
     /// The role the session runs as.
     pub user: String,
+    /// The `cluster_name` setting; empty when unset.
+    pub cluster_name: String,
     pub tablespaces: Vec<Tablespace>,
 }
 
@@ -390,6 +392,7 @@ fn server_info(client: &mut Client, version_num: u32) -> Result<ServerInfo> {
         "segment_size",
         "data_checksums",
         "data_directory",
+        "cluster_name",
     ];
     // pg_settings leaves out the rows the role may not read (data_directory without
     // pg_read_all_settings) instead of failing the query as SHOW would.
@@ -439,6 +442,7 @@ fn server_info(client: &mut Client, version_num: u32) -> Result<ServerInfo> {
     let data_checksums = get("data_checksums")?.0 == "on";
     let wal_level = get("wal_level")?.0.clone();
     let archive_mode = get("archive_mode")?.0.clone();
+    let cluster_name = get("cluster_name")?.0.clone();
     let data_directory = settings
         .get("data_directory")
         .map(|(dir, _)| PathBuf::from(dir));
@@ -484,6 +488,7 @@ fn server_info(client: &mut Client, version_num: u32) -> Result<ServerInfo> {
         archive_mode,
         in_recovery,
         user,
+        cluster_name,
         tablespaces,
     })
 }

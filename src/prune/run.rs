@@ -8,6 +8,7 @@ use serde::Serialize;
 use super::gc::{self, GcOptions, GcOutcome, GcPlan};
 use crate::error::{Context, Error, ErrorKind, Result};
 use crate::repo::IndexedRepository;
+use crate::repo::cluster::{ClusterSelector, SystemId};
 use crate::repo::id::SnapshotId;
 use crate::repo::layout;
 use crate::repo::lock::{LockKind, Locked};
@@ -25,12 +26,15 @@ pub struct Verdict {
     pub reasons: Vec<String>,
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct PruneOptions {
     pub gc: GcOptions,
     /// Keep continuous WAL back to this instant, ns since the Unix epoch (`--keep-wal-within`;
     /// see [`super::wal`]); `None`: from the oldest kept snapshot.
     pub wal_cutoff_ns: Option<i64>,
+    /// `--cluster`: only the snapshots of the clusters it names are judged and only their WAL
+    /// expired; other clusters are kept whole. None: every cluster.
+    pub cluster: Option<ClusterSelector>,
     pub dry_run: bool,
 }
 
@@ -39,14 +43,14 @@ pub struct SnapshotVerdict {
     #[serde(serialize_with = "crate::repo::id::serialize_hex")]
     pub id: SnapshotId,
     pub started_ns: i64,
-    pub system_identifier: Option<u64>,
+    pub system_identifier: Option<SystemId>,
     pub keep: bool,
     pub reasons: Vec<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]
 pub struct ExpiredWal {
-    pub system_identifier: u64,
+    pub system_identifier: SystemId,
     pub name: String,
     pub size: u64,
 }
@@ -57,7 +61,7 @@ pub struct PruneReport {
     pub snapshots: Vec<SnapshotVerdict>,
     pub wal_expired: Vec<ExpiredWal>,
     /// Clusters whose WAL was left alone because no snapshot of theirs is kept.
-    pub wal_untouched_clusters: Vec<u64>,
+    pub wal_untouched_clusters: Vec<SystemId>,
     /// Distinct blobs that kept snapshots and WAL reference.
     pub reached_blobs: u64,
     pub packs: GcPlan,
@@ -86,6 +90,42 @@ pub fn prune(
         refuse_concurrent_prune(repo, locked)?;
         prune_locked(repo, options, decide, on_phase, Some(locked))
     })
+}
+
+/// The verdicts on `snapshots`: `decide`'s for those of the clusters `selector` names (all
+/// without one); the others are kept.
+fn judge(
+    snapshots: &[(SnapshotId, Snapshot)],
+    selector: Option<&ClusterSelector>,
+    decide: &Decide<'_>,
+) -> Result<Vec<Verdict>> {
+    let Some(selector) = selector else {
+        return decide(snapshots);
+    };
+    let scope = selector.system_ids(snapshots.iter().filter_map(|(_, s)| s.postgres.as_ref()))?;
+    let in_scope = |s: &Snapshot| {
+        s.postgres
+            .as_ref()
+            .is_some_and(|pg| scope.contains(&pg.system_identifier))
+    };
+    let judged: Vec<(SnapshotId, Snapshot)> = snapshots
+        .iter()
+        .filter(|(_, s)| in_scope(s))
+        .cloned()
+        .collect();
+    let mut verdicts = decide(&judged)?.into_iter();
+    snapshots
+        .iter()
+        .map(|(_, s)| match in_scope(s) {
+            true => verdicts.next().ok_or_else(|| {
+                Error::internal("the policy judged fewer snapshots than it was given")
+            }),
+            false => Ok(Verdict {
+                keep: true,
+                reasons: vec![format!("another cluster than --cluster {selector}")],
+            }),
+        })
+        .collect()
 }
 
 /// Two prunes that start together both see each other's lock once their own is written; the
@@ -136,7 +176,7 @@ fn prune_locked(
     let snapshots = repo.load_snapshots()?;
     let catalogue = repo.wal_catalogue()?;
 
-    let verdicts = decide(&snapshots)?;
+    let verdicts = judge(&snapshots, options.cluster.as_ref(), decide)?;
     let kept: Vec<&Snapshot> = snapshots
         .iter()
         .zip(&verdicts)
@@ -144,7 +184,12 @@ fn prune_locked(
         .map(|((_, s), _)| s)
         .collect();
     let histories = crate::archive::read_histories(repo, &catalogue)?;
-    let expired = super::wal::expire(&kept, &catalogue, &histories, options.wal_cutoff_ns);
+    let mut expired = super::wal::expire(&kept, &catalogue, &histories, options.wal_cutoff_ns);
+    if let Some(selector) = &options.cluster {
+        let scope =
+            selector.system_ids(snapshots.iter().filter_map(|(_, s)| s.postgres.as_ref()))?;
+        expired.retain(|e| scope.contains(&e.system_identifier));
+    }
     let mut report = PruneReport {
         dry_run: options.dry_run,
         snapshots: snapshots
@@ -153,7 +198,7 @@ fn prune_locked(
             .map(|((id, s), v)| SnapshotVerdict {
                 id: *id,
                 started_ns: s.started_ns,
-                system_identifier: s.postgres.as_ref().map(|pg| pg.system_identifier),
+                system_identifier: s.postgres.as_ref().map(|pg| SystemId(pg.system_identifier)),
                 keep: v.keep,
                 reasons: v.reasons.clone(),
             })
@@ -161,13 +206,14 @@ fn prune_locked(
         wal_expired: expired
             .iter()
             .map(|e| ExpiredWal {
-                system_identifier: e.system_identifier,
+                system_identifier: SystemId(e.system_identifier),
                 name: e.name.clone(),
                 size: e.size,
             })
             .collect(),
         wal_untouched_clusters: super::wal::clusters_without_snapshots(&kept, &catalogue)
             .into_iter()
+            .map(SystemId)
             .collect(),
         reached_blobs: 0,
         packs: GcPlan::default(),

@@ -2,6 +2,7 @@
 //! on storage goes through here; commands never touch storage directly.
 
 pub mod cache;
+pub mod cluster;
 pub mod config;
 pub mod id;
 pub mod index_file;

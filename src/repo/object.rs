@@ -10,10 +10,11 @@ use crate::crypto::{self, Key32};
 use crate::error::{Error, ErrorKind, Result};
 
 pub const MAGIC: &[u8; 7] = b"PGCAIRN";
-/// The repository format version this build writes and the only one it reads. Version 3 added
-/// condemned packs to index files and lock objects (prune); version 2 added the WAL catalogue
-/// and `wal_missing` to snapshots. Versions 1 and 2 were never released.
-pub const FORMAT_VERSION: u16 = 3;
+/// The repository format version this build writes and the only one it reads. Version 4 added
+/// the cluster name to snapshots; version 3 condemned packs in index files and lock objects
+/// (prune); version 2 the WAL catalogue and `wal_missing` in snapshots. Versions 1 to 3 were
+/// never released.
+pub const FORMAT_VERSION: u16 = 4;
 pub const HEADER_LEN: usize = 10;
 
 /// Largest decompressed payload accepted for any object or blob (1 GiB): a bound on what a

@@ -50,6 +50,10 @@ pub struct PostgresBackup {
     /// `pg_wal/`: they were not archived within `--archive-timeout` and could no longer be
     /// read from the server. The snapshot restores only once the archive has them all.
     pub wal_missing: Vec<String>,
+    /// The name the cluster was backed up under (`backup --cluster`, else the server's
+    /// `cluster_name` setting): what `--cluster` selects by, besides the system identifier.
+    /// Several system identifiers may share a name (a cluster re-created or upgraded).
+    pub cluster_name: Option<String>,
 }
 
 /// A tablespace: where it lived, and its contents (the server's version directory).

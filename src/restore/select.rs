@@ -7,6 +7,7 @@ use crate::clock::format_utc;
 use crate::error::{Error, ErrorKind, Result};
 use crate::pg::wal::{self, Lsn};
 use crate::pg::walscan::XidRange;
+use crate::repo::cluster::{ClusterSelector, Clusters};
 use crate::repo::id::SnapshotId;
 use crate::repo::snapshot::{PostgresBackup, Snapshot};
 
@@ -80,37 +81,51 @@ pub fn candidates(snapshots: &[(SnapshotId, Snapshot)]) -> Vec<Candidate<'_>> {
         .collect()
 }
 
-/// The cluster a restore without SNAPSHOT is of: `system_id` when given (it must have
-/// snapshots), else the only cluster the repository holds.
-pub fn cluster_to_restore(candidates: &[Candidate], system_id: Option<u64>) -> Result<u64> {
-    let mut clusters: Vec<u64> = candidates.iter().map(|c| c.pg.system_identifier).collect();
-    clusters.sort_unstable();
-    clusters.dedup();
-    match (system_id, clusters.as_slice()) {
-        (Some(id), _) if clusters.contains(&id) => Ok(id),
-        (Some(id), _) => Err(Error::usage(format!(
-            "the repository has no snapshot of cluster {id} (it has {})",
-            list_or_none(&clusters)
-        ))),
-        (None, []) => Err(Error::usage("the repository has no snapshots yet")),
-        (None, [only]) => Ok(*only),
-        (None, many) => Err(Error::usage(format!(
-            "the repository holds snapshots of {} clusters ({}); say which with --system-id, \
-             or name a SNAPSHOT",
+/// The cluster a restore without SNAPSHOT is of: the one `selector` names (it must have
+/// snapshots, and a name carried by several clusters is refused), else the only cluster the
+/// repository holds.
+pub fn cluster_to_restore(
+    candidates: &[Candidate],
+    selector: Option<&ClusterSelector>,
+) -> Result<u64> {
+    let backups = candidates.iter().map(|c| c.pg);
+    if let Some(selector) = selector {
+        return selector.resolve(backups);
+    }
+    let clusters = Clusters::of(backups);
+    match clusters.names.keys().collect::<Vec<_>>().as_slice() {
+        [] => Err(Error::usage("the repository has no snapshots yet")),
+        [only] => Ok(**only),
+        many => Err(Error::usage(format!(
+            "the repository holds snapshots of {} clusters ({}); say which with --cluster \
+             NAME|SYSTEM_ID, or name a SNAPSHOT",
             many.len(),
-            list_or_none(many)
+            clusters.describe()
         ))),
     }
 }
 
-fn list_or_none(ids: &[u64]) -> String {
-    if ids.is_empty() {
-        return "none".to_string();
+/// Refuses a SNAPSHOT named together with a `--cluster` it is not of.
+pub fn check_cluster(
+    candidates: &[Candidate],
+    selector: Option<&ClusterSelector>,
+    chosen: &Candidate,
+) -> Result<()> {
+    let Some(selector) = selector else {
+        return Ok(());
+    };
+    let sysid = chosen.pg.system_identifier;
+    if selector
+        .system_ids(candidates.iter().map(|c| c.pg))?
+        .contains(&sysid)
+    {
+        return Ok(());
     }
-    ids.iter()
-        .map(u64::to_string)
-        .collect::<Vec<_>>()
-        .join(", ")
+    Err(Error::usage(format!(
+        "snapshot {} is of cluster {}, not of --cluster {selector}",
+        chosen.id.short(),
+        Clusters::of([chosen.pg]).describe()
+    )))
 }
 
 /// The newest snapshot of cluster `system_id` that is restorable, can recover into the target
@@ -617,14 +632,20 @@ mod tests {
     fn cluster_is_given_or_the_only_one() {
         let snapshots = repository();
         let all = candidates(&snapshots);
-        assert_eq!(cluster_to_restore(&all, Some(42)).unwrap(), 42);
+        let select = |text: &str| -> ClusterSelector { text.parse().unwrap() };
+        assert_eq!(cluster_to_restore(&all, Some(&select("42"))).unwrap(), 42);
         let err = cluster_to_restore(&all, None).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Usage);
-        assert!(err.to_string().contains("--system-id"), "{err}");
+        assert!(err.to_string().contains("--cluster"), "{err}");
         assert_eq!(
-            cluster_to_restore(&all, Some(7)).unwrap_err().kind(),
+            cluster_to_restore(&all, Some(&select("7")))
+                .unwrap_err()
+                .kind(),
             ErrorKind::Usage
         );
+        assert!(check_cluster(&all, Some(&select("42")), &all[0]).is_ok());
+        assert!(check_cluster(&all, Some(&select("42")), &all[1]).is_err());
+        assert!(check_cluster(&all, None, &all[1]).is_ok());
         assert_eq!(cluster_to_restore(&all[1..], None).unwrap(), SYSID);
         assert!(cluster_to_restore(&[], None).is_err());
     }
