@@ -1,6 +1,6 @@
 //! Command-line parsing only: hands a typed command to the library.
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 use pgcairn::cli::{self, GlobalOptions};
 
@@ -79,6 +79,10 @@ enum Command {
         after_help = "Example:\n  pgcairn repair index --repo /backup/pgcairn"
     )]
     Repair(cli::repair::RepairCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(cli::completions::CompletionsArgs),
+    /// Write man pages for pgcairn and each of its commands into a directory.
+    Man(cli::man::ManArgs),
 }
 
 fn main() {
@@ -110,6 +114,8 @@ fn main() {
         Command::Verify(args) => cli::verify::run(&global, args),
         Command::Key(command) => cli::key::run(&global, command),
         Command::Repair(command) => cli::repair::run(&global, command),
+        Command::Completions(args) => cli::completions::run(Cli::command(), args),
+        Command::Man(args) => cli::man::run(Cli::command(), args),
     });
     if let Err(err) = result {
         eprintln!("pgcairn: error: {err}");

@@ -286,7 +286,7 @@ fn a_corrupted_page_is_reported() {
             (pgcairn::backup::TIMESTAMP_MARGIN_NS / 1_000_000) as u64 + 1000,
         ))
     };
-    let Some((source, rel)) = cluster_with_a_damaged_page(settle) else {
+    let Some((source, rel)) = cluster_with_a_damaged_page(15, settle) else {
         return;
     };
 

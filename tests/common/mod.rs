@@ -4,6 +4,7 @@
 pub mod archiving;
 pub mod cairn;
 pub mod pg;
+pub mod pitr;
 pub mod servers;
 
 use std::path::{Path, PathBuf};

@@ -24,10 +24,25 @@ use tempfile::TempDir;
 const DEBIAN_ROOT: &str = "/usr/lib/postgresql";
 /// pgbench from Debian's PostgreSQL 15; it works against servers of the other majors too.
 const PGBENCH: &str = "/usr/lib/postgresql/15/bin/pgbench";
+/// pg_checksums from Debian's PostgreSQL 15 (the npm builds ship only initdb, pg_ctl and
+/// postgres). It reads the pg_control of 13 to 16, whose layout is the same
+/// (PG_CONTROL_VERSION 1300), and refuses the others'.
+const PG_CHECKSUMS: &str = "/usr/lib/postgresql/15/bin/pg_checksums";
+const PG_CHECKSUMS_MAJORS: std::ops::RangeInclusive<u32> = 13..=16;
+/// The tables `pgbench -i` makes, with the columns that order their rows.
+pub const PGBENCH_TABLES: [(&str, &str); 4] = [
+    ("pgbench_accounts", "aid"),
+    ("pgbench_branches", "bid"),
+    ("pgbench_tellers", "tid"),
+    ("pgbench_history", "tid, bid, aid, delta, mtime"),
+];
 /// Set to 1 to let tests that need a missing installation pass without running.
 const SKIP_MISSING_ENV: &str = "PGCAIRN_TEST_SKIP_MISSING_PG";
 /// Where scripts/fetch-postgres.sh puts the majors Debian does not provide here.
 const ROOT_ENV: &str = "PGCAIRN_TEST_PG_ROOT";
+/// Set to 1 to take a fetched installation before Debian's (scripts/pg-matrix.sh runs every
+/// major from the same npm builds).
+const PREFER_FETCHED_ENV: &str = "PGCAIRN_TEST_PG_PREFER_FETCHED";
 /// How long a server gets to start accepting connections or to shut down.
 const SERVER_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -40,12 +55,16 @@ pub struct PgInstall {
 
 impl PgInstall {
     /// Debian's installation of `major`, else the one scripts/fetch-postgres.sh put under
-    /// `$PGCAIRN_TEST_PG_ROOT` (default `target/postgres`).
+    /// `$PGCAIRN_TEST_PG_ROOT` (default `target/postgres`); the other way round when
+    /// PGCAIRN_TEST_PG_PREFER_FETCHED=1.
     pub fn find(major: u32) -> Option<PgInstall> {
         let debian = Path::new(DEBIAN_ROOT).join(major.to_string()).join("bin");
         let fetched = fetched_root().join(major.to_string()).join("bin");
-        [debian, fetched]
-            .into_iter()
+        let mut dirs = [debian, fetched];
+        if std::env::var(PREFER_FETCHED_ENV).as_deref() == Ok("1") {
+            dirs.reverse();
+        }
+        dirs.into_iter()
             .find(|dir| dir.join("postgres").is_file() && dir.join("initdb").is_file())
             .map(|bin_dir| PgInstall { major, bin_dir })
     }
@@ -513,6 +532,77 @@ impl Cluster {
         cmd
     }
 
+    /// The pgbench invariant: every transaction adds the same delta to one account, teller and
+    /// branch and records it in the history, so the four sums agree in any committed state.
+    pub fn assert_pgbench_consistent(&self) {
+        let sums = self.sql_one_string(
+            "SELECT (SELECT coalesce(sum(abalance), 0) FROM pgbench_accounts) || ' ' || \
+                    (SELECT coalesce(sum(bbalance), 0) FROM pgbench_branches) || ' ' || \
+                    (SELECT coalesce(sum(tbalance), 0) FROM pgbench_tellers) || ' ' || \
+                    (SELECT coalesce(sum(delta), 0) FROM pgbench_history)",
+        );
+        let sums: Vec<&str> = sums.split(' ').collect();
+        assert!(
+            sums.iter().all(|s| *s == sums[0]),
+            "pgbench balances disagree (accounts, branches, tellers, history): {sums:?}"
+        );
+    }
+
+    /// Checks the checksum of every data page; the server is stopped afterwards. With
+    /// `pg_checksums --check` where there is one that reads this major's pg_control (the
+    /// installation's own, else Debian's 15 for 13 to 16). Otherwise (the npm builds of 17 and
+    /// 18) the server itself, freshly started so that no page comes from memory, reads every
+    /// fork of every relation in every database it accepts connections to through shared
+    /// buffers (pg_prewarm), and a page whose checksum does not match fails the read.
+    pub fn assert_page_checksums(&mut self) {
+        self.stop();
+        let own = self.install.program("pg_checksums");
+        let pg_checksums = if own.is_file() {
+            Some(own)
+        } else if PG_CHECKSUMS_MAJORS.contains(&self.install.major) {
+            Some(PathBuf::from(PG_CHECKSUMS))
+        } else {
+            None
+        };
+        if let Some(program) = pg_checksums {
+            let mut cmd = Command::new(program);
+            cmd.arg("--check").arg("-D").arg(&self.pgdata);
+            run_as_owner(&mut cmd, "pg_checksums --check");
+            return;
+        }
+        self.start();
+        let databases = self.sql("SELECT datname FROM pg_database WHERE datallowconn");
+        for row in databases {
+            let database: String = row.get(0);
+            let conninfo = format!("{} dbname='{database}'", self.conninfo());
+            let mut client = postgres::Client::connect(&conninfo, postgres::NoTls)
+                .unwrap_or_else(|err| panic!("connecting to {conninfo}: {err}"));
+            let pages: i64 = client
+                .batch_execute("CREATE EXTENSION IF NOT EXISTS pg_prewarm")
+                .and_then(|()| {
+                    client.query_one(
+                        "SELECT coalesce(sum(pg_prewarm(c.oid, 'buffer', f.fork)), 0)::bigint \
+                         FROM pg_class c, unnest(ARRAY['main', 'fsm', 'vm', 'init']) f(fork) \
+                         WHERE c.relkind IN ('r', 'i', 't', 'm', 'S') \
+                           AND c.relpersistence <> 't' \
+                           AND pg_relation_size(c.oid, f.fork) > 0",
+                        &[],
+                    )
+                })
+                .map(|row| row.get(0))
+                .unwrap_or_else(|err| {
+                    panic!(
+                        "reading every page of database {database}: {}\nlog:\n{}",
+                        err.as_db_error()
+                            .map_or(err.to_string(), |db| db.message().to_string()),
+                        self.log()
+                    )
+                });
+            assert!(pages > 0, "database {database}: no pages read");
+        }
+        self.stop();
+    }
+
     /// The value of `setting` as the server reads it from the configuration files (running
     /// every setting's checks): `postgres -C setting`, run as the cluster owner. For settings
     /// that are not computed at run time the server need not be running.
@@ -631,13 +721,13 @@ fn free_port() -> u16 {
         .expect("finding a free port")
 }
 
-/// A started, checksummed PostgreSQL 15 cluster whose table `victim` (2000 rows) has block 1
+/// A started, checksummed cluster of `major` whose table `victim` (2000 rows) has block 1
 /// damaged on disk while the server was down: the middle of the page, clear of its header, so
 /// its checksum no longer matches. `settle` runs while the server is stopped. Returns the
 /// cluster and the relation's path in the data directory.
-pub fn cluster_with_a_damaged_page(settle: impl FnOnce()) -> Option<(Cluster, String)> {
+pub fn cluster_with_a_damaged_page(major: u32, settle: impl FnOnce()) -> Option<(Cluster, String)> {
     use std::os::unix::fs::FileExt;
-    let mut source = Cluster::started_checksummed(15, &["autovacuum = off"])?;
+    let mut source = Cluster::started_checksummed(major, &["autovacuum = off"])?;
     source.execute(
         "CREATE TABLE victim (id int, v text);
          INSERT INTO victim SELECT g, repeat(md5(g::text), 3) FROM generate_series(1, 2000) g;",
