@@ -59,6 +59,9 @@ enum Command {
     /// Fill archive-get's prefetch queue (started by archive-get --prefetch).
     #[command(name = cli::archive_get::FILL_QUEUE_COMMAND, hide = true)]
     ArchiveGetFillQueue(cli::archive_get::FillQueueArgs),
+    /// Check a running cluster's settings and privileges against the repository, then switch
+    /// WAL and wait for the segment to arrive.
+    Check(cli::check::CheckArgs),
     /// Forget snapshots outside a retention policy, expire WAL, reclaim space.
     Prune(cli::prune::PruneArgs),
     /// Check the repository: structure, references, WAL continuity; with --read-data, every
@@ -109,6 +112,7 @@ fn main() {
         Command::ArchivePushWorker(args) => cli::archive_push::run_worker(&global, args),
         Command::ArchiveGet(args) => cli::archive_get::run(&global, args),
         Command::ArchiveGetFillQueue(args) => cli::archive_get::run_fill_queue(&global, args),
+        Command::Check(args) => cli::check::run(&global, args),
         Command::Prune(args) => cli::prune::run(&global, args),
         Command::Verify(args) => cli::verify::run(&global, args),
         Command::Key(command) => cli::key::run(&global, command),

@@ -336,6 +336,7 @@ fn every_command_has_help_with_an_example() {
         vec!["key", "passwd"],
         vec!["repair", "index"],
         vec!["verify"],
+        vec!["check"],
         vec!["completions"],
         vec!["man"],
     ] {

@@ -6,7 +6,6 @@ mod ingest;
 mod reuse;
 mod walk;
 
-use crate::repo::Repository;
 use crate::repo::walcat::WalEntry;
 use std::collections::HashMap;
 use std::os::unix::ffi::OsStrExt;
@@ -14,11 +13,12 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use crate::archive;
 use crate::clock::{format_utc, now_ns, while_ticking};
 
 use crate::error::{Context, Error, ErrorKind, Result};
+use crate::pg::check::check_pgdata;
 use crate::pg::checksum::PAGE_SIZE;
-use crate::pg::control;
 use crate::pg::session::{BackupSession, BackupStart, BackupStop, ServerInfo};
 use crate::pg::wal;
 use crate::repo::IndexedRepository;
@@ -34,8 +34,6 @@ use walk::{WalkTotals, Walker, node_from_metadata};
 
 /// How often a running backup reports progress.
 const PROGRESS_PERIOD: Duration = Duration::from_millis(250);
-/// How often the archive is looked at while waiting for the backup's WAL.
-const ARCHIVE_POLL: Duration = Duration::from_millis(200);
 
 /// What to back up and how.
 pub struct BackupRequest<'a> {
@@ -95,40 +93,6 @@ fn find_parent(
     }))
 }
 
-/// Refuses a `--pgdata` that is not the connected server's data directory.
-fn check_pgdata(session: &BackupSession, pgdata: &Path) -> Result<()> {
-    let info = session.info();
-    let on_disk = control::read_system_identifier(pgdata)?;
-    if on_disk != info.system_identifier {
-        return Err(Error::new(
-            ErrorKind::Refused,
-            format!(
-                "{} belongs to the cluster with system identifier {on_disk}, but the server \
-                 connected to is {}; point --pgdata and --db at the same cluster",
-                pgdata.display(),
-                info.system_identifier
-            ),
-        ));
-    }
-    // A standby shares its primary's system identifier: compare the paths too, when the
-    // role may read data_directory.
-    if let Some(server_dir) = &info.data_directory {
-        let canon = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
-        if canon(server_dir) != canon(pgdata) {
-            return Err(Error::new(
-                ErrorKind::Refused,
-                format!(
-                    "the server's data directory is {}, not {} (a standby or copy of the same \
-                     cluster?)",
-                    server_dir.display(),
-                    pgdata.display()
-                ),
-            ));
-        }
-    }
-    Ok(())
-}
-
 /// Bytes of regular files under `dir`, for the progress estimate. Errors count as nothing.
 fn tree_size(dir: &Path) -> u64 {
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -153,7 +117,7 @@ pub fn back_up(
     request: &BackupRequest,
     on_progress: &(dyn Fn(&Progress) + Sync),
 ) -> Result<BackupReport> {
-    check_pgdata(session, &request.pgdata)?;
+    check_pgdata(session.info(), &request.pgdata)?;
     let info = session.info().clone();
     let hostname = gethostname::gethostname().to_string_lossy().into_owned();
     let pgdata_bytes = path_bytes(&request.pgdata);
@@ -352,7 +316,7 @@ fn walk_cluster(
     } else {
         request.archive_timeout
     };
-    let archived = wait_for_archive(
+    let archived = archive::wait_for_archive(
         walker.repo,
         info.system_identifier,
         &names,
@@ -422,36 +386,6 @@ struct WalCarried {
     unarchived: Vec<String>,
     /// Neither archived nor still in the server's pg_wal: the snapshot does not carry them.
     missing: Vec<String>,
-}
-
-/// Waits until the archive has every file in `names` or `timeout` passes; returns the entries
-/// found. The server's own wait (pg_backup_stop's wait_for_archive) is not used: it has no
-/// bound, and a broken archive_command would hang the backup with the slot holding WAL.
-fn wait_for_archive(
-    repo: &Repository,
-    system_identifier: u64,
-    names: &[String],
-    timeout: Duration,
-    interrupted: &AtomicBool,
-) -> Result<HashMap<String, WalEntry>> {
-    let deadline = std::time::Instant::now() + timeout;
-    let mut found = HashMap::new();
-    loop {
-        for name in names {
-            if !found.contains_key(name)
-                && let Some(entry) = repo.load_wal_entry(system_identifier, name)?
-            {
-                found.insert(name.clone(), entry);
-            }
-        }
-        if found.len() == names.len() || std::time::Instant::now() >= deadline {
-            return Ok(found);
-        }
-        if interrupted.load(Ordering::Relaxed) {
-            return Err(Error::new(ErrorKind::Interrupted, "interrupted"));
-        }
-        std::thread::sleep(ARCHIVE_POLL);
-    }
 }
 
 /// The snapshot's `pg_wal`: its kept subdirectories (empty) and the WAL files the backup

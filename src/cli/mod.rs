@@ -4,6 +4,7 @@
 pub mod archive_get;
 pub mod archive_push;
 pub mod backup;
+pub mod check;
 pub mod cluster_arg;
 pub mod completions;
 pub mod copy;

@@ -138,24 +138,11 @@ impl BackupSession {
     /// Reads what the server is and refuses one that cannot be backed up: an unsupported
     /// version, `wal_level = minimal`, or a role that may not run the backup functions.
     pub fn open(mut client: Client) -> Result<Self> {
-        let version_num = version_num(&mut client)?;
-        let major = version_num / 10000;
-        if !(OLDEST_MAJOR..=NEWEST_MAJOR).contains(&major) {
-            return Err(Error::database(format!(
-                "PostgreSQL {} is not supported: pgcairn backs up PostgreSQL {OLDEST_MAJOR} to \
-                 {NEWEST_MAJOR}",
-                version_text(version_num)
-            )));
-        }
-        let api = if major >= 15 { &API_15 } else { &API_13 };
-        let info = server_info(&mut client, version_num)?;
-        if info.wal_level == "minimal" {
-            return Err(Error::database(
-                "the server runs with wal_level = minimal, which cannot make an online backup: \
-                 set wal_level = replica (or logical) in postgresql.conf and restart the server",
-            ));
-        }
-        check_privileges(&mut client, api, &info.user)?;
+        let info = read_server_info(&mut client)?;
+        check_wal_level(&info)?;
+        check_backup_privileges(&mut client, &info)?;
+        let major = info.major();
+        let api = backup_api(major);
         // The session sits idle for as long as the files take to copy; timeouts meant for
         // application sessions must not end it, which would abort the backup.
         let mut settings = "SET statement_timeout = 0; SET lock_timeout = 0;".to_string();
@@ -349,6 +336,37 @@ impl Drop for BackupSession {
     }
 }
 
+/// Reads what the server is ([`ServerInfo`]); refuses only a major version pgcairn does not
+/// know. Whether it can be backed up is for [`check_wal_level`] and
+/// [`check_backup_privileges`] to say.
+pub fn read_server_info(client: &mut Client) -> Result<ServerInfo> {
+    let version_num = version_num(client)?;
+    let major = version_num / 10000;
+    if !(OLDEST_MAJOR..=NEWEST_MAJOR).contains(&major) {
+        return Err(Error::database(format!(
+            "PostgreSQL {} is not supported: pgcairn backs up PostgreSQL {OLDEST_MAJOR} to \
+             {NEWEST_MAJOR}",
+            version_text(version_num)
+        )));
+    }
+    server_info(client, version_num)
+}
+
+/// Refuses `wal_level = minimal`, which cannot make an online backup.
+pub fn check_wal_level(info: &ServerInfo) -> Result<()> {
+    if info.wal_level == "minimal" {
+        return Err(Error::database(
+            "the server runs with wal_level = minimal, which cannot make an online backup: \
+             set wal_level = replica (or logical) in postgresql.conf and restart the server",
+        ));
+    }
+    Ok(())
+}
+
+fn backup_api(major: u32) -> &'static BackupApi {
+    if major >= 15 { &API_15 } else { &API_13 }
+}
+
 fn version_num(client: &mut Client) -> Result<u32> {
     let row = client
         .query_one("SELECT current_setting('server_version_num')", &[])
@@ -360,7 +378,7 @@ fn version_num(client: &mut Client) -> Result<u32> {
 }
 
 /// `150008` → `15.8`, `130023` → `13.23`.
-fn version_text(version_num: u32) -> String {
+pub fn version_text(version_num: u32) -> String {
     format!("{}.{}", version_num / 10000, version_num % 10000)
 }
 
@@ -503,7 +521,10 @@ fn setting_bytes(setting: &str, unit: Option<&str>) -> Option<u64> {
     value.checked_mul(multiplier)
 }
 
-fn check_privileges(client: &mut Client, api: &BackupApi, user: &str) -> Result<()> {
+/// Refuses a role that may not run the backup functions, saying what to grant.
+pub fn check_backup_privileges(client: &mut Client, info: &ServerInfo) -> Result<()> {
+    let api = backup_api(info.major());
+    let user = &info.user;
     let sql = format!(
         "SELECT has_function_privilege('{}', 'EXECUTE') AND has_function_privilege('{}', 'EXECUTE')",
         api.start_signature, api.stop_signature
@@ -527,7 +548,7 @@ fn check_privileges(client: &mut Client, api: &BackupApi, user: &str) -> Result<
 }
 
 /// `"name"` with embedded quotes doubled, as SQL wants an identifier.
-fn quote_ident(name: &str) -> String {
+pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 

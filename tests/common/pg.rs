@@ -635,6 +635,26 @@ impl Cluster {
     }
 }
 
+/// A standby of `primary` (pg_basebackup -R), started. Bind the returned directory, which
+/// holds the standby's data, before the cluster, so that the cluster is dropped (stopped)
+/// first: `let (_dir, standby) = standby_of(&primary);`.
+pub fn standby_of(primary: &Cluster) -> (TempDir, Cluster) {
+    let install = primary.install().clone();
+    let root = owned_temp_dir();
+    let data = root.path().join("standby");
+    run_as_owner(
+        Command::new(install.program("pg_basebackup"))
+            .arg("-D")
+            .arg(&data)
+            .args(["-R", "-X", "stream", "-c", "fast", "-d"])
+            .arg(primary.conninfo()),
+        "pg_basebackup",
+    );
+    let mut standby = Cluster::from_existing(&install, &data);
+    standby.start();
+    (root, standby)
+}
+
 impl Drop for Cluster {
     fn drop(&mut self) {
         self.stop();
