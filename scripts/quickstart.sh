@@ -132,6 +132,12 @@ pg_start "$work/data" "$port"
 as_pg "$pgbin/pgbench" -h "$work" -p "$port" -U postgres -i -s 10 -q postgres 2>/dev/null
 summary+=("cluster: PostgreSQL 15 with data checksums in $work/data, pgbench scale 10 loaded, archive_command = pgcairn archive-push; set up in $(took "$t")")
 
+doing="checking the cluster's archiving"
+set -x
+pgc check --pgdata "$work/data" --db "$db" | tee "$work/check.txt"
+set +x
+summary+=("check: $(tail -n 1 "$work/check.txt")")
+
 doing="backing up"
 t=$(now_ms)
 set -x

@@ -117,7 +117,16 @@ impl GlobalOptions {
         let file: ConfigFile = toml::from_str(&text)
             .map_err(|e| Error::usage(format!("config file {}: {e}", path.display())))?;
         let base = path.parent().unwrap_or(Path::new("."));
-        self.repo = self.repo.or(file.repo);
+        // A local repository path, like the other paths here, is relative to the file, not
+        // to wherever the command runs (archive-push runs in the data directory).
+        let repo =
+            file.repo.map(
+                |repo| match repo.contains("://") || Path::new(&repo).is_absolute() {
+                    true => repo,
+                    false => base.join(&repo).to_string_lossy().into_owned(),
+                },
+            );
+        self.repo = self.repo.or(repo);
         self.password_file = self
             .password_file
             .or(file.password_file.map(|p| base.join(p)));
@@ -290,6 +299,27 @@ mod tests {
         let matches = <Cli as clap::CommandFactory>::command().get_matches_from(args);
         let parsed = GlobalOptions::from_arg_matches(&matches).unwrap();
         assert_eq!(format!("{parsed:?}"), format!("{options:?}"));
+    }
+
+    #[test]
+    fn a_local_repository_in_the_config_file_is_relative_to_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pgcairn.toml");
+        let repo_of = |line: &str| {
+            std::fs::write(&path, line).unwrap();
+            GlobalOptions {
+                config: Some(path.clone()),
+                ..GlobalOptions::default()
+            }
+            .resolve()
+            .unwrap()
+            .repo
+            .unwrap()
+        };
+        let relative = dir.path().join("repo").to_string_lossy().into_owned();
+        assert_eq!(repo_of("repo = \"repo\""), relative);
+        assert_eq!(repo_of("repo = \"/backup\""), "/backup");
+        assert_eq!(repo_of("repo = \"s3://bucket/p\""), "s3://bucket/p");
     }
 
     #[test]
