@@ -16,7 +16,9 @@ use common::cairn::{
     Cairn, TreeEntry, assert_same_tree, assert_success, new_target, str_field, table_md5, tree,
     u64_field, wait_promoted,
 };
-use common::pg::{Cluster, give_to_cluster_owner, owned_temp_dir, run_as_cluster_owner};
+use common::pg::{
+    Cluster, assert_pgbench_consistent, give_to_cluster_owner, owned_temp_dir, run_as_cluster_owner,
+};
 
 /// The tables pgbench writes, with the column that orders their rows.
 const PGBENCH_TABLES: [(&str, &str); 4] = [
@@ -39,22 +41,6 @@ fn start_restored(source: &Cluster, pgdata: &Path) -> Cluster {
     restored.start();
     wait_promoted(&restored);
     restored
-}
-
-/// The pgbench invariant: every transaction adds the same delta to one account, teller and
-/// branch and records it in the history, so the four sums agree in any committed state.
-fn assert_pgbench_consistent(cluster: &Cluster) {
-    let sums = cluster.sql_one_string(
-        "SELECT (SELECT coalesce(sum(abalance), 0) FROM pgbench_accounts) || ' ' || \
-                (SELECT coalesce(sum(bbalance), 0) FROM pgbench_branches) || ' ' || \
-                (SELECT coalesce(sum(tbalance), 0) FROM pgbench_tellers) || ' ' || \
-                (SELECT coalesce(sum(delta), 0) FROM pgbench_history)",
-    );
-    let sums: Vec<&str> = sums.split(' ').collect();
-    assert!(
-        sums.iter().all(|s| *s == sums[0]),
-        "pgbench balances disagree (accounts, branches, tellers, history): {sums:?}"
-    );
 }
 
 #[test]

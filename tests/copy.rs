@@ -17,7 +17,7 @@ use common::cairn::{
     Cairn, assert_code, assert_success, json, new_target, stderr, str_field, table_md5, u64_field,
     wait_promoted,
 };
-use common::pg::Cluster;
+use common::pg::{Cluster, markers};
 
 const TARGET_PASSWORD: &str = "an entirely different passphrase";
 
@@ -70,10 +70,6 @@ fn backups(cairn: &Cairn) -> Vec<String> {
 fn verify_read_data(cairn: &Cairn) {
     let out = cairn.run(&["verify", "--read-data", "--strict"]);
     assert_success(&out, "verify --read-data of the target");
-}
-
-fn markers(cluster: &Cluster) -> String {
-    cluster.sql_one_string("SELECT coalesce(string_agg(n::text, ',' ORDER BY n), '') FROM markers")
 }
 
 #[test]

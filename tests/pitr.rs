@@ -20,7 +20,7 @@ use common::archiving::switch_wal_and_wait_archived;
 use common::cairn::{
     Cairn, assert_code, assert_success, new_target, stderr, stdout, str_field, wait_promoted,
 };
-use common::pg::{Cluster, PgInstall, run_as_owner};
+use common::pg::{Cluster, PgInstall, markers, run_as_owner};
 use tempfile::TempDir;
 
 /// One committed marker row and where it stands.
@@ -62,11 +62,6 @@ fn mark(cluster: &Cluster, n: i32) -> Marker {
 
 fn restore_point(cluster: &Cluster, name: &str) {
     cluster.sql_one_string(&format!("SELECT pg_create_restore_point('{name}')"));
-}
-
-/// The markers a server holds, in order, comma-separated.
-fn markers(cluster: &Cluster) -> String {
-    cluster.sql_one_string("SELECT coalesce(string_agg(n::text, ',' ORDER BY n), '') FROM markers")
 }
 
 /// A cluster on PostgreSQL 15 archiving into `cairn`, with the markers table; None when 15 is

@@ -24,6 +24,9 @@ use tempfile::TempDir;
 const DEBIAN_ROOT: &str = "/usr/lib/postgresql";
 /// pgbench from Debian's PostgreSQL 15; it works against servers of the other majors too.
 const PGBENCH: &str = "/usr/lib/postgresql/15/bin/pgbench";
+/// Debian's PostgreSQL 15 programs, for the majors whose builds have only the server: its
+/// client programs work with servers of older majors too.
+const DEBIAN_15_BIN: &str = "/usr/lib/postgresql/15/bin";
 /// Set to 1 to let tests that need a missing installation pass without running.
 const SKIP_MISSING_ENV: &str = "PGCAIRN_TEST_SKIP_MISSING_PG";
 /// Where scripts/fetch-postgres.sh puts the majors Debian does not provide here.
@@ -74,6 +77,16 @@ impl PgInstall {
 
     pub fn program(&self, name: &str) -> PathBuf {
         self.bin_dir.join(name)
+    }
+
+    /// Client program `name` of this installation, else Debian's PostgreSQL 15's.
+    pub fn client_program(&self, name: &str) -> PathBuf {
+        let own = self.program(name);
+        if own.is_file() {
+            own
+        } else {
+            Path::new(DEBIAN_15_BIN).join(name)
+        }
     }
 }
 
@@ -243,6 +256,48 @@ impl Cluster {
         let mut cluster = Cluster::checksummed(major, extra_conf)?;
         cluster.start();
         Some(cluster)
+    }
+
+    /// A streaming hot standby of the running `primary`, made by pg_basebackup -R (standby.signal)
+    /// and streaming over the primary's socket, with `extra_conf` appended to its
+    /// postgresql.conf (a copy of the primary's). Not started.
+    pub fn standby_of(primary: &Cluster, extra_conf: &[&str]) -> Cluster {
+        let dir = owned_temp_dir();
+        let pgdata = dir.path().join("data");
+        let mut cmd = Command::new(primary.install.client_program("pg_basebackup"));
+        cmd.arg("-D")
+            .arg(&pgdata)
+            .arg("-h")
+            .arg(&primary.socket_dir)
+            .arg("-p")
+            .arg(primary.port.to_string())
+            .args([
+                "-U",
+                "postgres",
+                "-R",
+                "-X",
+                "stream",
+                "-c",
+                "fast",
+                "--no-sync",
+            ]);
+        run_as_owner(&mut cmd, "pg_basebackup of the primary");
+        // -R writes options of its own libpq (sslsni, from 14), which an older server's
+        // walreceiver refuses; this one (the last setting wins) any libpq accepts.
+        append(
+            &pgdata.join("postgresql.auto.conf"),
+            &format!(
+                "primary_conninfo = 'host={} port={} user=postgres'\n",
+                primary.socket_dir.display(),
+                primary.port
+            ),
+        );
+        let conf: String = extra_conf.iter().map(|line| format!("{line}\n")).collect();
+        append(
+            &pgdata.join("postgresql.conf"),
+            &format!("\n# standby\n{conf}"),
+        );
+        Cluster::new(&primary.install, dir, pgdata)
     }
 
     /// A cluster over an existing data directory (a restored one), owned by the cluster owner.
@@ -535,6 +590,20 @@ impl Cluster {
         walk_dir(&self.pgdata, "", self.install.major, visit);
     }
 
+    /// Field `name` of what pg_controldata prints about the (stopped) cluster, e.g.
+    /// `Minimum recovery ending location`.
+    pub fn control_data(&self, name: &str) -> String {
+        let mut cmd = Command::new(self.install.client_program("pg_controldata"));
+        cmd.arg(&self.pgdata);
+        let output = run_as_owner(&mut cmd, "pg_controldata");
+        let prefix = format!("{name}:");
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .map(|v| v.trim().to_string())
+            .unwrap_or_else(|| panic!("pg_controldata prints no {name:?}"))
+    }
+
     /// The server's log so far.
     pub fn log(&self) -> String {
         match fs::read(&self.log_path) {
@@ -593,7 +662,8 @@ fn walk_dir(pgdata: &Path, rel: &str, major: u32, visit: &mut dyn FnMut(&str, Di
     }
 }
 
-fn append(path: &Path, text: &str) {
+/// Appends `text` to a configuration file (the last setting of a name wins).
+pub fn append(path: &Path, text: &str) {
     use std::io::Write;
     let mut file = File::options()
         .append(true)
@@ -604,11 +674,32 @@ fn append(path: &Path, text: &str) {
 }
 
 /// A TCP port on 127.0.0.1 that was free a moment ago.
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .map(|addr| addr.port())
         .expect("finding a free port")
+}
+
+/// The pgbench invariant: every transaction adds the same delta to one account, teller and
+/// branch and records it in the history, so the four sums agree in any committed state.
+pub fn assert_pgbench_consistent(cluster: &Cluster) {
+    let sums = cluster.sql_one_string(
+        "SELECT (SELECT coalesce(sum(abalance), 0) FROM pgbench_accounts) || ' ' || \
+                (SELECT coalesce(sum(bbalance), 0) FROM pgbench_branches) || ' ' || \
+                (SELECT coalesce(sum(tbalance), 0) FROM pgbench_tellers) || ' ' || \
+                (SELECT coalesce(sum(delta), 0) FROM pgbench_history)",
+    );
+    let sums: Vec<&str> = sums.split(' ').collect();
+    assert!(
+        sums.iter().all(|s| *s == sums[0]),
+        "pgbench balances disagree (accounts, branches, tellers, history): {sums:?}"
+    );
+}
+
+/// The rows of table `markers` (column `n`) a server holds, in order, comma-separated.
+pub fn markers(cluster: &Cluster) -> String {
+    cluster.sql_one_string("SELECT coalesce(string_agg(n::text, ',' ORDER BY n), '') FROM markers")
 }
 
 /// A started, checksummed PostgreSQL 15 cluster whose table `victim` (2000 rows) has block 1
