@@ -11,6 +11,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use common::bytes_read_by;
 use common::cairn::{Cairn, assert_code, json, stderr, str_field, u64_field};
 use common::pg::{
     Cluster, ClusterOptions, cluster_with_a_damaged_page, give_to_cluster_owner, owned_temp_dir,
@@ -192,16 +193,6 @@ fn backup_refuses_wal_level_minimal() {
     assert!(stderr(&out).contains("wal_level"), "{}", stderr(&out));
     assert!(cairn.snapshot_ids().is_empty());
     cairn.run_ok(&["key", "list"]);
-}
-
-/// Bytes process `pid` has read so far (`rchar` of /proc/PID/io).
-fn bytes_read_by(pid: u32) -> u64 {
-    let io = std::fs::read_to_string(format!("/proc/{pid}/io"))
-        .unwrap_or_else(|e| panic!("reading /proc/{pid}/io (has the backup ended?): {e}"));
-    io.lines()
-        .find_map(|l| l.strip_prefix("rchar: "))
-        .and_then(|n| n.trim().parse().ok())
-        .expect("rchar in /proc/PID/io")
 }
 
 #[test]

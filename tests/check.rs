@@ -10,7 +10,7 @@ use std::process::Output;
 use std::time::{Duration, Instant};
 
 use common::cairn::{Cairn, assert_code, assert_success, code, json, stdout};
-use common::pg::{Cluster, standby_of};
+use common::pg::Cluster;
 use serde_json::Value;
 
 /// `check --db CONNINFO --pgdata DIR` plus `extra`, whatever the outcome.
@@ -383,7 +383,8 @@ fn on_a_standby_the_wal_switch_is_left_to_the_primary() {
     let Some(primary) = cairn.archiving_cluster() else {
         return;
     };
-    let (_standby_dir, standby) = standby_of(&primary);
+    let mut standby = Cluster::standby_of(&primary, &[]);
+    standby.start();
     let (exit, report) = check_json(&cairn, &standby);
     assert_eq!(exit, 0, "a standby is no failure: {report:#}");
     assert_eq!(report["status"], "warning", "{report:#}");

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::pg::{Cluster, ClusterOptions, PgInstall, owned_temp_dir, run_as_owner, standby_of};
+use common::pg::{Cluster, ClusterOptions, PgInstall, owned_temp_dir, run_as_owner};
 use pgcairn::ErrorKind;
 use pgcairn::pg::conn::{self, LibpqEnv};
 use pgcairn::pg::control::read_system_identifier;
@@ -400,7 +400,8 @@ fn backup_from_a_standby() {
         return;
     };
     primary.execute("CREATE TABLE t AS SELECT generate_series(1, 1000) AS i");
-    let (_standby_root, mut standby) = standby_of(&primary);
+    let mut standby = Cluster::standby_of(&primary, &[]);
+    standby.start();
 
     let mut session = open_session(&standby.conninfo()).unwrap();
     assert!(session.info().in_recovery);

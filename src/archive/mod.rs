@@ -82,14 +82,15 @@ pub fn resolve_cluster(
 const ARCHIVE_POLL_FIRST: Duration = Duration::from_millis(50);
 const ARCHIVE_POLL_MAX: Duration = Duration::from_secs(1);
 
-/// Waits until the archive has every file in `names` of cluster `system_identifier`, or
-/// `timeout` passes; returns the entries found. Used instead of the server's own waits
+/// Waits until the archive has every file in `names` of cluster `system_identifier` that is
+/// `expected` there, or `timeout` passes; returns the entries found (of all `names`). Used instead of the server's own waits
 /// (pg_backup_stop's wait_for_archive), which have no bound: a broken archive_command would
 /// hang the caller.
 pub fn wait_for_archive(
     repo: &Repository,
     system_identifier: u64,
     names: &[String],
+    expected: &dyn Fn(&str) -> bool,
     timeout: Duration,
     interrupted: &AtomicBool,
 ) -> Result<HashMap<String, WalEntry>> {
@@ -105,7 +106,8 @@ pub fn wait_for_archive(
             }
         }
         let now = Instant::now();
-        if found.len() == names.len() || now >= deadline {
+        let complete = names.iter().all(|n| found.contains_key(n) || !expected(n));
+        if complete || now >= deadline {
             return Ok(found);
         }
         if interrupted.load(Ordering::Relaxed) {

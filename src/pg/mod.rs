@@ -13,6 +13,7 @@ pub mod history;
 pub mod label;
 pub mod osuser;
 pub mod pgpass;
+pub mod primary;
 pub mod recovery;
 pub mod session;
 pub mod target;

@@ -90,6 +90,17 @@ pub struct BackupStop {
     pub label: BackupLabel,
 }
 
+/// A standby's progress, as [`BackupSession::recovery_state`] reads it.
+#[derive(Clone, Copy, Debug)]
+pub struct RecoveryState {
+    pub in_recovery: bool,
+    /// The end of the last WAL record replayed.
+    pub replayed: Lsn,
+    /// The timeline of the minimum recovery point in pg_control (0 when the server is not in
+    /// recovery): the timeline a backup stopped now ends on.
+    pub min_recovery_timeline: u32,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
     Idle,
@@ -258,6 +269,30 @@ impl BackupSession {
             )
             .context("reading the current WAL position")?;
         lsn_column(&row, 0, "the current WAL position")
+    }
+
+    /// Where a standby's recovery stands; on a primary (or a standby promoted since),
+    /// `in_recovery` is false.
+    pub fn recovery_state(&mut self) -> Result<RecoveryState> {
+        let context = "reading the standby's recovery state";
+        let row = self
+            .client
+            .query_one(
+                "SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn()::text, \
+                 min_recovery_end_timeline FROM pg_control_recovery()",
+                &[],
+            )
+            .context(context)?;
+        let in_recovery: bool = row.try_get(0).context(context)?;
+        // NULL until the first record is replayed: nothing replayed yet.
+        let replayed =
+            optional_lsn_column(&row, 1, "pg_last_wal_replay_lsn()")?.unwrap_or(Lsn::ZERO);
+        let timeline: i32 = row.try_get(2).context(context)?;
+        Ok(RecoveryState {
+            in_recovery,
+            replayed,
+            min_recovery_timeline: u32::try_from(timeline).unwrap_or(0),
+        })
     }
 
     /// Why WAL could not be reserved for this backup, if it could not. Without the reservation
@@ -553,13 +588,21 @@ pub fn quote_ident(name: &str) -> String {
 }
 
 /// An LSN from a text column (the queries cast pg_lsn to text).
-fn lsn_column(row: &postgres::Row, index: usize, what: &str) -> Result<Lsn> {
+pub(crate) fn lsn_column(row: &postgres::Row, index: usize, what: &str) -> Result<Lsn> {
+    optional_lsn_column(row, index, what)?
+        .ok_or_else(|| Error::database(format!("{what} returned no LSN")))
+}
+
+/// [`lsn_column`] where NULL is an answer.
+fn optional_lsn_column(row: &postgres::Row, index: usize, what: &str) -> Result<Option<Lsn>> {
     let text: Option<String> = row
         .try_get(index)
         .with_context(|| format!("reading {what}"))?;
-    let text = text.ok_or_else(|| Error::database(format!("{what} returned no LSN")))?;
-    text.parse()
-        .map_err(|err: Error| Error::database(format!("{what} returned {}", err.message())))
+    text.map(|text| {
+        text.parse()
+            .map_err(|err: Error| Error::database(format!("{what} returned {}", err.message())))
+    })
+    .transpose()
 }
 
 #[cfg(test)]

@@ -196,6 +196,16 @@ pub fn read_file(
     unreachable!()
 }
 
+/// Bytes process `pid` has read so far (`rchar` of /proc/PID/io).
+pub fn bytes_read_by(pid: u32) -> u64 {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io"))
+        .unwrap_or_else(|e| panic!("reading /proc/{pid}/io (has the process ended?): {e}"));
+    io.lines()
+        .find_map(|l| l.strip_prefix("rchar: "))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("rchar in /proc/PID/io")
+}
+
 /// Every object file under the repository directory, relative to it.
 pub fn object_files(dir: &Path) -> Vec<PathBuf> {
     fn walk(base: &Path, dir: &Path, out: &mut Vec<PathBuf>) {

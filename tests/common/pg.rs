@@ -36,6 +36,9 @@ pub const PGBENCH_TABLES: [(&str, &str); 4] = [
     ("pgbench_tellers", "tid"),
     ("pgbench_history", "tid, bid, aid, delta, mtime"),
 ];
+/// Debian's PostgreSQL 15 programs, for the majors whose builds have only the server: its
+/// client programs work with servers of older majors too.
+const DEBIAN_15_BIN: &str = "/usr/lib/postgresql/15/bin";
 /// Set to 1 to let tests that need a missing installation pass without running.
 const SKIP_MISSING_ENV: &str = "PGCAIRN_TEST_SKIP_MISSING_PG";
 /// Where scripts/fetch-postgres.sh puts the majors Debian does not provide here.
@@ -93,6 +96,16 @@ impl PgInstall {
 
     pub fn program(&self, name: &str) -> PathBuf {
         self.bin_dir.join(name)
+    }
+
+    /// Client program `name` of this installation, else Debian's PostgreSQL 15's.
+    pub fn client_program(&self, name: &str) -> PathBuf {
+        let own = self.program(name);
+        if own.is_file() {
+            own
+        } else {
+            Path::new(DEBIAN_15_BIN).join(name)
+        }
     }
 }
 
@@ -262,6 +275,48 @@ impl Cluster {
         let mut cluster = Cluster::checksummed(major, extra_conf)?;
         cluster.start();
         Some(cluster)
+    }
+
+    /// A streaming hot standby of the running `primary`, made by pg_basebackup -R (standby.signal)
+    /// and streaming over the primary's socket, with `extra_conf` appended to its
+    /// postgresql.conf (a copy of the primary's). Not started.
+    pub fn standby_of(primary: &Cluster, extra_conf: &[&str]) -> Cluster {
+        let dir = owned_temp_dir();
+        let pgdata = dir.path().join("data");
+        let mut cmd = Command::new(primary.install.client_program("pg_basebackup"));
+        cmd.arg("-D")
+            .arg(&pgdata)
+            .arg("-h")
+            .arg(&primary.socket_dir)
+            .arg("-p")
+            .arg(primary.port.to_string())
+            .args([
+                "-U",
+                "postgres",
+                "-R",
+                "-X",
+                "stream",
+                "-c",
+                "fast",
+                "--no-sync",
+            ]);
+        run_as_owner(&mut cmd, "pg_basebackup of the primary");
+        // -R writes options of its own libpq (sslsni, from 14), which an older server's
+        // walreceiver refuses; this one (the last setting wins) any libpq accepts.
+        append(
+            &pgdata.join("postgresql.auto.conf"),
+            &format!(
+                "primary_conninfo = 'host={} port={} user=postgres'\n",
+                primary.socket_dir.display(),
+                primary.port
+            ),
+        );
+        let conf: String = extra_conf.iter().map(|line| format!("{line}\n")).collect();
+        append(
+            &pgdata.join("postgresql.conf"),
+            &format!("\n# standby\n{conf}"),
+        );
+        Cluster::new(&primary.install, dir, pgdata)
     }
 
     /// A cluster over an existing data directory (a restored one), owned by the cluster owner.
@@ -625,6 +680,20 @@ impl Cluster {
         walk_dir(&self.pgdata, "", self.install.major, visit);
     }
 
+    /// Field `name` of what pg_controldata prints about the (stopped) cluster, e.g.
+    /// `Minimum recovery ending location`.
+    pub fn control_data(&self, name: &str) -> String {
+        let mut cmd = Command::new(self.install.client_program("pg_controldata"));
+        cmd.arg(&self.pgdata);
+        let output = run_as_owner(&mut cmd, "pg_controldata");
+        let prefix = format!("{name}:");
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .map(|v| v.trim().to_string())
+            .unwrap_or_else(|| panic!("pg_controldata prints no {name:?}"))
+    }
+
     /// The server's log so far.
     pub fn log(&self) -> String {
         match fs::read(&self.log_path) {
@@ -633,26 +702,6 @@ impl Cluster {
             Err(err) => format!("(cannot read {}: {err})", self.log_path.display()),
         }
     }
-}
-
-/// A standby of `primary` (pg_basebackup -R), started. Bind the returned directory, which
-/// holds the standby's data, before the cluster, so that the cluster is dropped (stopped)
-/// first: `let (_dir, standby) = standby_of(&primary);`.
-pub fn standby_of(primary: &Cluster) -> (TempDir, Cluster) {
-    let install = primary.install().clone();
-    let root = owned_temp_dir();
-    let data = root.path().join("standby");
-    run_as_owner(
-        Command::new(install.program("pg_basebackup"))
-            .arg("-D")
-            .arg(&data)
-            .args(["-R", "-X", "stream", "-c", "fast", "-d"])
-            .arg(primary.conninfo()),
-        "pg_basebackup",
-    );
-    let mut standby = Cluster::from_existing(&install, &data);
-    standby.start();
-    (root, standby)
 }
 
 impl Drop for Cluster {
@@ -703,7 +752,8 @@ fn walk_dir(pgdata: &Path, rel: &str, major: u32, visit: &mut dyn FnMut(&str, Di
     }
 }
 
-fn append(path: &Path, text: &str) {
+/// Appends `text` to a configuration file (the last setting of a name wins).
+pub fn append(path: &Path, text: &str) {
     use std::io::Write;
     let mut file = File::options()
         .append(true)
@@ -714,7 +764,7 @@ fn append(path: &Path, text: &str) {
 }
 
 /// A TCP port on 127.0.0.1 that was free a moment ago.
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .map(|addr| addr.port())

@@ -621,8 +621,14 @@ fn wal_switch(
     report.wal_segment = Some(segment.clone());
     let started = Instant::now();
     let names = [segment.clone()];
-    let found =
-        archive::wait_for_archive(repo, info.system_identifier, &names, timeout, interrupted)?;
+    let found = archive::wait_for_archive(
+        repo,
+        info.system_identifier,
+        &names,
+        &|_| true,
+        timeout,
+        interrupted,
+    )?;
     if !found.is_empty() {
         let waited = started.elapsed();
         report.archive_wait = Some(waited);
