@@ -212,11 +212,8 @@ mod tests {
         }
     }
 
-    /// Data chunks beyond one batch, shared between two files and two snapshots: once a
-    /// snapshot's walk returns, every chunk it references is in the set, each once.
-    #[test]
-    fn every_data_chunk_is_reached_across_batches_and_roots() {
-        let repo = Repository::init(
+    fn memory_repository() -> IndexedRepository {
+        Repository::init(
             Storage::memory().unwrap(),
             b"pw",
             &InitOptions::with_kdf(KdfParams::INSECURE_FOR_TESTS),
@@ -224,7 +221,14 @@ mod tests {
         )
         .unwrap()
         .load_index_in_memory()
-        .unwrap();
+        .unwrap()
+    }
+
+    /// Data chunks beyond one batch, shared between two files and two snapshots: once a
+    /// snapshot's walk returns, every chunk it references is in the set, each once.
+    #[test]
+    fn every_data_chunk_is_reached_across_batches_and_roots() {
+        let repo = memory_repository();
         // The walk never reads data chunks, so their ids need no stored blobs: they are the
         // reached blobs no index lists, which counts them apart from trees and chunk lists.
         let chunks: Vec<ChunkRef> = (0..2 * DATA_BATCH as u32 + 100)
@@ -261,15 +265,7 @@ mod tests {
     /// earlier one referenced, a chunk shared with an earlier one not again.
     #[test]
     fn a_counting_walk_counts_each_chunk_once_for_the_first_snapshot_that_references_it() {
-        let repo = Repository::init(
-            Storage::memory().unwrap(),
-            b"pw",
-            &InitOptions::with_kdf(KdfParams::INSECURE_FOR_TESTS),
-            RandomSource::System,
-        )
-        .unwrap()
-        .load_index_in_memory()
-        .unwrap();
+        let repo = memory_repository();
         let packer = repo.packer();
         let chunk = |n: u8, len: usize| {
             let data = vec![n; len];
