@@ -14,6 +14,7 @@ pub mod error;
 pub mod pg;
 pub mod prune;
 pub mod repo;
+pub mod report;
 pub mod restore;
 pub mod storage;
 pub mod verify;

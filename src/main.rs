@@ -1,6 +1,6 @@
 //! Command-line parsing only: hands a typed command to the library.
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 use pgcairn::cli::{self, GlobalOptions};
 
@@ -45,6 +45,8 @@ enum Command {
     Snapshots(cli::snapshots::SnapshotsArgs),
     /// Summarise the repository: size, dedup and compression, clusters.
     Info(cli::info::InfoArgs),
+    /// Write a self-contained HTML page with charts of the repository over time.
+    Report(cli::report::ReportArgs),
     /// Write the repository's state as Prometheus metrics (node_exporter textfile collector).
     Metrics(cli::metrics::MetricsArgs),
     /// Rebuild a data directory from a snapshot and configure recovery.
@@ -60,6 +62,9 @@ enum Command {
     /// Fill archive-get's prefetch queue (started by archive-get --prefetch).
     #[command(name = cli::archive_get::FILL_QUEUE_COMMAND, hide = true)]
     ArchiveGetFillQueue(cli::archive_get::FillQueueArgs),
+    /// Check a running cluster's settings and privileges against the repository, then switch
+    /// WAL and wait for the segment to arrive.
+    Check(cli::check::CheckArgs),
     /// Forget snapshots outside a retention policy, expire WAL, reclaim space.
     Prune(cli::prune::PruneArgs),
     /// Check the repository: structure, references, WAL continuity; with --read-data, every
@@ -79,6 +84,10 @@ enum Command {
         after_help = "Example:\n  pgcairn repair index --repo /backup/pgcairn"
     )]
     Repair(cli::repair::RepairCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(cli::completions::CompletionsArgs),
+    /// Write man pages for pgcairn and each of its commands into a directory.
+    Man(cli::man::ManArgs),
 }
 
 fn main() {
@@ -100,15 +109,19 @@ fn main() {
         Command::Copy(args) => cli::copy::run(&global, args),
         Command::Snapshots(args) => cli::snapshots::run(&global, args),
         Command::Info(args) => cli::info::run(&global, args),
+        Command::Report(args) => cli::report::run(&global, args),
         Command::Metrics(args) => cli::metrics::run(&global, args),
         Command::ArchivePush(args) => cli::archive_push::run(&global, args),
         Command::ArchivePushWorker(args) => cli::archive_push::run_worker(&global, args),
         Command::ArchiveGet(args) => cli::archive_get::run(&global, args),
         Command::ArchiveGetFillQueue(args) => cli::archive_get::run_fill_queue(&global, args),
+        Command::Check(args) => cli::check::run(&global, args),
         Command::Prune(args) => cli::prune::run(&global, args),
         Command::Verify(args) => cli::verify::run(&global, args),
         Command::Key(command) => cli::key::run(&global, command),
         Command::Repair(command) => cli::repair::run(&global, command),
+        Command::Completions(args) => cli::completions::run(Cli::command(), args),
+        Command::Man(args) => cli::man::run(Cli::command(), args),
     });
     if let Err(err) = result {
         eprintln!("pgcairn: error: {err}");

@@ -11,6 +11,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use common::bytes_read_by;
 use common::cairn::{Cairn, assert_code, json, stderr, str_field, u64_field};
 use common::pg::{
     Cluster, ClusterOptions, cluster_with_a_damaged_page, give_to_cluster_owner, owned_temp_dir,
@@ -194,16 +195,6 @@ fn backup_refuses_wal_level_minimal() {
     cairn.run_ok(&["key", "list"]);
 }
 
-/// Bytes process `pid` has read so far (`rchar` of /proc/PID/io).
-fn bytes_read_by(pid: u32) -> u64 {
-    let io = std::fs::read_to_string(format!("/proc/{pid}/io"))
-        .unwrap_or_else(|e| panic!("reading /proc/{pid}/io (has the backup ended?): {e}"));
-    io.lines()
-        .find_map(|l| l.strip_prefix("rchar: "))
-        .and_then(|n| n.trim().parse().ok())
-        .expect("rchar in /proc/PID/io")
-}
-
 #[test]
 fn sigint_mid_backup_leaves_no_snapshot_and_the_next_backup_resumes_cheaply() {
     let began = Instant::now();
@@ -286,7 +277,7 @@ fn a_corrupted_page_is_reported() {
             (pgcairn::backup::TIMESTAMP_MARGIN_NS / 1_000_000) as u64 + 1000,
         ))
     };
-    let Some((source, rel)) = cluster_with_a_damaged_page(settle) else {
+    let Some((source, rel)) = cluster_with_a_damaged_page(15, settle) else {
         return;
     };
 

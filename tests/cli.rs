@@ -336,6 +336,9 @@ fn every_command_has_help_with_an_example() {
         vec!["key", "passwd"],
         vec!["repair", "index"],
         vec!["verify"],
+        vec!["check"],
+        vec!["completions"],
+        vec!["man"],
     ] {
         let mut args = cmd.clone();
         args.push("--help");

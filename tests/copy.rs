@@ -18,6 +18,7 @@ use common::cairn::{
     wait_promoted,
 };
 use common::pg::Cluster;
+use common::pitr::markers;
 
 const TARGET_PASSWORD: &str = "an entirely different passphrase";
 
@@ -70,10 +71,6 @@ fn backups(cairn: &Cairn) -> Vec<String> {
 fn verify_read_data(cairn: &Cairn) {
     let out = cairn.run(&["verify", "--read-data", "--strict"]);
     assert_success(&out, "verify --read-data of the target");
-}
-
-fn markers(cluster: &Cluster) -> String {
-    cluster.sql_one_string("SELECT coalesce(string_agg(n::text, ',' ORDER BY n), '') FROM markers")
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! Every `--json` output, produced for real, checked against its schema in docs/json/: a
 //! PostgreSQL 15 cluster archiving through pgcairn, two backups, snapshots, info, restore
-//! (preview and real), verify (--read-data, --restore-test), key list, copy (dry run and real)
+//! (preview and real), check, verify (--read-data, --restore-test), key list, copy (dry run and real)
 //! into a second repository, prune (dry run and real); init, key add/passwd/remove and repair
 //! index on a repository of their own. The schemas are closed (no unknown keys), so a key added
 //! to an output without its schema and docs/json.md fails here. Also: each schema is valid
@@ -180,6 +180,12 @@ fn every_output_matches_its_schema() {
     let second = backup(&["--tag", "nightly", "--cluster", "main"]);
     assert_eq!(second["parent"], first["snapshot"], "{second}");
     switch_wal_and_wait_archived(&cluster);
+
+    let mut args: Vec<OsString> = vec!["check".into(), "--pgdata".into()];
+    args.push(cluster.pgdata().into());
+    args.extend(["--db".into(), cluster.conninfo().into(), "--json".into()]);
+    let checked = checker.run(&cairn, "check.schema.json", &args);
+    assert_eq!(checked["status"], "ok", "{checked}");
 
     let listed = checker.run(&cairn, "snapshots.schema.json", &["snapshots", "--json"]);
     assert_eq!(listed.as_array().map(Vec::len), Some(2), "{listed}");

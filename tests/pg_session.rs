@@ -399,19 +399,8 @@ fn backup_from_a_standby() {
     let Some(primary) = Cluster::started_checksummed(15, &[]) else {
         return;
     };
-    let install = primary.install().clone();
     primary.execute("CREATE TABLE t AS SELECT generate_series(1, 1000) AS i");
-    let standby_root = owned_temp_dir();
-    let standby_data = standby_root.path().join("standby");
-    run_as_owner(
-        Command::new(install.program("pg_basebackup"))
-            .arg("-D")
-            .arg(&standby_data)
-            .args(["-R", "-X", "stream", "-c", "fast", "-d"])
-            .arg(primary.conninfo()),
-        "pg_basebackup",
-    );
-    let mut standby = Cluster::from_existing(&install, &standby_data);
+    let mut standby = Cluster::standby_of(&primary, &[]);
     standby.start();
 
     let mut session = open_session(&standby.conninfo()).unwrap();

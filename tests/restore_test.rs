@@ -218,7 +218,7 @@ fn a_snapshot_that_restores_passes_and_leaves_nothing_behind() {
 
 #[test]
 fn a_page_damaged_before_the_backup_fails_the_full_check() {
-    let Some((source, _)) = cluster_with_a_damaged_page(|| {}) else {
+    let Some((source, _)) = cluster_with_a_damaged_page(15, || {}) else {
         return;
     };
     let cairn = Cairn::new();

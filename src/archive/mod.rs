@@ -8,14 +8,17 @@ pub mod push;
 pub mod spool;
 pub mod window;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
-use crate::error::{Context, Error, Result};
+use crate::error::{Context, Error, ErrorKind, Result};
 use crate::pg::history::{HistoryEntry, parse_history};
 use crate::pg::{control, wal};
-use crate::repo::IndexedRepository;
 use crate::repo::pack::BlobType;
 use crate::repo::walcat::WalEntry;
+use crate::repo::{IndexedRepository, Repository};
 
 /// What kind of WAL file `name` is, when it is valid for some segment size (1 MiB to 1 GiB):
 /// the server's segment size is not known before the file is read.
@@ -72,6 +75,47 @@ pub fn resolve_cluster(
         return Ok(Some(id));
     }
     cluster_at(Path::new("."))
+}
+
+/// The first and the longest pause between two looks at the catalogue while waiting for WAL:
+/// a segment that arrives at once is seen at once, and a long wait costs few reads.
+const ARCHIVE_POLL_FIRST: Duration = Duration::from_millis(50);
+const ARCHIVE_POLL_MAX: Duration = Duration::from_secs(1);
+
+/// Waits until the archive has every file in `names` of cluster `system_identifier` that is
+/// `expected` there, or `timeout` passes; returns the entries found (of all `names`). Used instead of the server's own waits
+/// (pg_backup_stop's wait_for_archive), which have no bound: a broken archive_command would
+/// hang the caller.
+pub fn wait_for_archive(
+    repo: &Repository,
+    system_identifier: u64,
+    names: &[String],
+    expected: &dyn Fn(&str) -> bool,
+    timeout: Duration,
+    interrupted: &AtomicBool,
+) -> Result<HashMap<String, WalEntry>> {
+    let deadline = Instant::now() + timeout;
+    let mut pause = ARCHIVE_POLL_FIRST;
+    let mut found = HashMap::new();
+    loop {
+        for name in names {
+            if !found.contains_key(name)
+                && let Some(entry) = repo.load_wal_entry(system_identifier, name)?
+            {
+                found.insert(name.clone(), entry);
+            }
+        }
+        let now = Instant::now();
+        let complete = names.iter().all(|n| found.contains_key(n) || !expected(n));
+        if complete || now >= deadline {
+            return Ok(found);
+        }
+        if interrupted.load(Ordering::Relaxed) {
+            return Err(Error::new(ErrorKind::Interrupted, "interrupted"));
+        }
+        std::thread::sleep(pause.min(deadline - now));
+        pause = (pause * 2).min(ARCHIVE_POLL_MAX);
+    }
 }
 
 /// A timeline history file of the catalogue, read from the repository and parsed.

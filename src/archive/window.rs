@@ -60,6 +60,20 @@ pub fn missing_wal(pg: &PostgresBackup, archive: &WalIndex) -> Vec<String> {
         .collect()
 }
 
+/// The recoverable window a snapshot lies in: on its timeline, of its cluster, the one that
+/// holds its consistency point (stop LSN). None: it is not restorable.
+pub fn window_of<'c>(clusters: &'c [ClusterWal], pg: &PostgresBackup) -> Option<&'c Window> {
+    clusters
+        .iter()
+        .find(|c| c.system_identifier == pg.system_identifier)?
+        .timelines
+        .iter()
+        .find(|t| t.timeline == pg.timeline)?
+        .windows
+        .iter()
+        .find(|w| (w.earliest.lsn..=w.latest.lsn).contains(&Lsn(pg.stop_lsn)))
+}
+
 /// A stretch of segment numbers the catalogue lacks, between two it holds.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Gap {
@@ -542,6 +556,30 @@ pub(crate) mod tests {
                 .collect();
             assert_eq!(windows, case.windows, "{}", case.what);
         }
+    }
+
+    #[test]
+    fn a_snapshot_lies_in_the_window_that_holds_its_stop_lsn() {
+        let snapshots = vec![snapshot(1, 1, 2, 3, 100), snapshot(2, 1, 8, 8, 200)];
+        let segments: Vec<WalEntry> = [2, 3, 4, 8, 9]
+            .iter()
+            .map(|s| segment(1, *s, None))
+            .collect();
+        let clusters = clusters(&snapshots, &segments, &Histories::new());
+        let pg = |i: usize| snapshots[i].1.postgres.clone().unwrap();
+        let of = |pg: &PostgresBackup| window_of(&clusters, pg).map(|w| w.snapshot.0[0]);
+        assert_eq!(of(&pg(0)), Some(1));
+        assert_eq!(of(&pg(1)), Some(2));
+        // Inside the gap, on another timeline, of another cluster: in no window.
+        let mut in_gap = pg(0);
+        in_gap.stop_lsn = 6 * SEG;
+        assert_eq!(of(&in_gap), None);
+        let mut other_timeline = pg(1);
+        other_timeline.timeline = 2;
+        assert_eq!(of(&other_timeline), None);
+        let mut other_cluster = pg(1);
+        other_cluster.system_identifier += 1;
+        assert_eq!(of(&other_cluster), None);
     }
 
     #[test]

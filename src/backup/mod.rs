@@ -4,9 +4,9 @@
 
 mod ingest;
 mod reuse;
+mod standby;
 mod walk;
 
-use crate::repo::Repository;
 use crate::repo::walcat::WalEntry;
 use std::collections::HashMap;
 use std::os::unix::ffi::OsStrExt;
@@ -14,12 +14,14 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use crate::archive;
 use crate::clock::{format_utc, now_ns, while_ticking};
 
 use crate::error::{Context, Error, ErrorKind, Result};
+use crate::pg::check::check_pgdata;
 use crate::pg::checksum::PAGE_SIZE;
-use crate::pg::control;
-use crate::pg::session::{BackupSession, BackupStart, BackupStop, ServerInfo};
+use crate::pg::primary::Primary;
+use crate::pg::session::{BackupSession, BackupStart, BackupStop};
 use crate::pg::wal;
 use crate::repo::IndexedRepository;
 use crate::repo::id::SnapshotId;
@@ -34,8 +36,8 @@ use walk::{WalkTotals, Walker, node_from_metadata};
 
 /// How often a running backup reports progress.
 const PROGRESS_PERIOD: Duration = Duration::from_millis(250);
-/// How often the archive is looked at while waiting for the backup's WAL.
-const ARCHIVE_POLL: Duration = Duration::from_millis(200);
+/// Read after every other file: see [`walk_global`].
+const GLOBAL_PG_CONTROL: &[u8] = b"global/pg_control";
 
 /// What to back up and how.
 pub struct BackupRequest<'a> {
@@ -72,6 +74,22 @@ pub struct BackupReport {
     /// Segments of the backup's WAL not in the archive when the wait ended (the snapshot
     /// carries them if they are not in `wal_missing`).
     pub unarchived: Vec<String>,
+    /// The backup_label's `BACKUP FROM`: `primary`, or `standby`.
+    pub backup_from: Option<String>,
+    /// A standby's backup whose last segment no primary finished.
+    pub stop_segment_unfinished: Option<UnfinishedSegment>,
+}
+
+/// The last segment of a standby's backup when no primary finished it: the snapshot carries
+/// the standby's copy, still being written, and the archive receives the segment only when the
+/// primary fills it.
+pub struct UnfinishedSegment {
+    pub name: String,
+    /// The copy holds no WAL record after the snapshot's consistency point (the primary wrote
+    /// nothing more). PostgreSQL stops at an immediate recovery target only before a following
+    /// record, so until the primary writes more, a restore to `--target-immediate` of the
+    /// snapshot fails; one to the end of the WAL works.
+    pub ends_at_consistency: bool,
 }
 
 fn path_bytes(p: &Path) -> Vec<u8> {
@@ -95,40 +113,6 @@ fn find_parent(
     }))
 }
 
-/// Refuses a `--pgdata` that is not the connected server's data directory.
-fn check_pgdata(session: &BackupSession, pgdata: &Path) -> Result<()> {
-    let info = session.info();
-    let on_disk = control::read_system_identifier(pgdata)?;
-    if on_disk != info.system_identifier {
-        return Err(Error::new(
-            ErrorKind::Refused,
-            format!(
-                "{} belongs to the cluster with system identifier {on_disk}, but the server \
-                 connected to is {}; point --pgdata and --db at the same cluster",
-                pgdata.display(),
-                info.system_identifier
-            ),
-        ));
-    }
-    // A standby shares its primary's system identifier: compare the paths too, when the
-    // role may read data_directory.
-    if let Some(server_dir) = &info.data_directory {
-        let canon = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
-        if canon(server_dir) != canon(pgdata) {
-            return Err(Error::new(
-                ErrorKind::Refused,
-                format!(
-                    "the server's data directory is {}, not {} (a standby or copy of the same \
-                     cluster?)",
-                    server_dir.display(),
-                    pgdata.display()
-                ),
-            ));
-        }
-    }
-    Ok(())
-}
-
 /// Bytes of regular files under `dir`, for the progress estimate. Errors count as nothing.
 fn tree_size(dir: &Path) -> u64 {
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -146,14 +130,16 @@ fn tree_size(dir: &Path) -> u64 {
 
 /// Runs a backup over `session` (connected, not yet started). On any error after backup mode
 /// started, the caller drops the session, which stops backup mode; blobs already stored are
-/// indexed, so the next attempt does not store them again.
+/// indexed, so the next attempt does not store them again. When the session's server is a
+/// standby, `primary` (if given) is its primary, used as [`standby`] describes.
 pub fn back_up(
     repo: &IndexedRepository,
     session: &mut BackupSession,
+    mut primary: Option<&mut Primary>,
     request: &BackupRequest,
     on_progress: &(dyn Fn(&Progress) + Sync),
 ) -> Result<BackupReport> {
-    check_pgdata(session, &request.pgdata)?;
+    check_pgdata(session.info(), &request.pgdata)?;
     let info = session.info().clone();
     let hostname = gethostname::gethostname().to_string_lossy().into_owned();
     let pgdata_bytes = path_bytes(&request.pgdata);
@@ -173,6 +159,17 @@ pub fn back_up(
             .sum::<u64>();
 
     let started_ns = now_ns();
+    if info.in_recovery
+        && let Some(primary) = primary.as_deref_mut()
+    {
+        standby::catch_up(
+            session,
+            primary,
+            request.fast,
+            request.archive_timeout,
+            request.interrupted,
+        )?;
+    }
     let label = format!("pgcairn {}", format_utc(started_ns / 1_000_000_000));
     let start = session.start(&label, request.fast)?;
     if let Some(warning) = session.wal_reservation_warning() {
@@ -209,7 +206,8 @@ pub fn back_up(
         repo,
         parent: parent_files,
         major: info.major(),
-        root_exclusions: &[b"pg_wal"],
+        // Built on their own: pg_wal from the WAL the backup needs, global last of all.
+        exclusions: &[b"pg_wal", b"global", GLOBAL_PG_CONTROL],
     };
 
     let phase = std::sync::Mutex::new("files");
@@ -224,8 +222,8 @@ pub fn back_up(
         walk_cluster(
             &walker,
             session,
+            primary,
             request,
-            &info,
             &start,
             parent.as_ref().map(|(_, p)| p),
             &phase,
@@ -244,7 +242,14 @@ pub fn back_up(
         start_seg,
         stop_seg,
         wal,
+        unfinished,
     } = outcome?;
+    // Releases before 14 write `master`.
+    let backup_from = stop
+        .label
+        .backup_from
+        .as_deref()
+        .map(|from| if from == "master" { "primary" } else { from }.to_string());
     let packer_stats = packer_stats?;
     if request.fail_on_checksum_error && !bad_pages.is_empty() {
         let list: Vec<String> = bad_pages
@@ -313,6 +318,8 @@ pub fn back_up(
         packer: packer_stats,
         parent_found: parent.is_some(),
         unarchived: wal.unarchived,
+        backup_from,
+        stop_segment_unfinished: unfinished,
     })
 }
 
@@ -325,42 +332,71 @@ struct Walked {
     start_seg: u64,
     stop_seg: u64,
     wal: WalCarried,
+    unfinished: Option<UnfinishedSegment>,
 }
 
 /// The data directory and tablespaces, then backup stop, then the WAL the backup needs.
 fn walk_cluster(
     walker: &Walker,
     session: &mut BackupSession,
+    primary: Option<&mut Primary>,
     request: &BackupRequest,
-    info: &ServerInfo,
     start: &BackupStart,
     parent: Option<&Snapshot>,
     phase: &std::sync::Mutex<&'static str>,
 ) -> Result<Walked> {
+    let info = &session.info().clone();
     let set_phase = |p| *phase.lock().unwrap_or_else(|e| e.into_inner()) = p;
-    let (mut root, mut totals) =
-        walker.walk_dir(&request.pgdata, b"", parent.map(|p| p.root.as_slice()))?;
+    let parent_root = parent.map(|p| p.root.as_slice());
+    let (mut root, mut totals) = walker.walk_dir(&request.pgdata, b"", parent_root)?;
     let tablespaces = walk_tablespaces(walker, &info.tablespaces, parent, &mut totals)?;
+    root.push(walk_global(
+        walker,
+        &request.pgdata,
+        parent_root,
+        &mut totals,
+    )?);
     set_phase("stopping backup");
-    let stop = session.stop()?;
+    let stop = if info.in_recovery {
+        standby::stop(session, start)?
+    } else {
+        session.stop()?
+    };
     let start_seg = wal::segment_of(start.start_lsn, info.wal_segment_size);
     let stop_seg = wal::prev_segment_of(stop.stop_lsn, info.wal_segment_size).max(start_seg);
     let names = wal::backup_wal_names(start.timeline, start_seg, stop_seg, info.wal_segment_size);
-    set_phase("waiting for the archive");
-    let wait = if info.archive_mode == "off" {
-        Duration::ZERO
+    let stop_name = wal::segment_name(start.timeline, stop_seg, info.wal_segment_size);
+    let expected = if info.in_recovery {
+        standby::finish_wal(primary, info, start.timeline, stop_seg)
     } else {
-        request.archive_timeout
+        // A primary's stop function switched WAL: every segment is finished.
+        ArchiveExpectation {
+            archived: info.archive_mode != "off",
+            stop_segment: true,
+        }
     };
-    let archived = wait_for_archive(
+    set_phase("waiting for the archive");
+    let wait = if expected.archived {
+        request.archive_timeout
+    } else {
+        Duration::ZERO
+    };
+    let archived = archive::wait_for_archive(
         walker.repo,
         info.system_identifier,
         &names,
+        &|name| expected.stop_segment || name != stop_name,
         wait,
         request.interrupted,
     )?;
     set_phase("WAL");
-    let (wal_dir, wal) = walk_wal(
+    // Read before the standby's copy of an unfinished last segment is: it holds at least this.
+    let replayed = if info.in_recovery && !expected.stop_segment {
+        Some(session.recovery_state()?.replayed)
+    } else {
+        None
+    };
+    let (wal_dir, mut wal) = walk_wal(
         walker,
         &request.pgdata,
         &names,
@@ -368,6 +404,18 @@ fn walk_cluster(
         info.major(),
         &mut totals,
     )?;
+    let unfinished = match replayed {
+        Some(replayed)
+            if !archived.contains_key(&stop_name) && !wal.missing.contains(&stop_name) =>
+        {
+            wal.unarchived.retain(|n| *n != stop_name);
+            Some(UnfinishedSegment {
+                name: stop_name,
+                ends_at_consistency: replayed <= stop.stop_lsn,
+            })
+        }
+        _ => None,
+    };
     session.release_wal_reservation();
     root.push(wal_dir);
     let root = walker.ingest.packer.add_dir(root)?;
@@ -379,7 +427,65 @@ fn walk_cluster(
         start_seg,
         stop_seg,
         wal,
+        unfinished,
     })
+}
+
+/// The `global` directory, walked after the rest of the cluster, with `pg_control` read last
+/// of all files. A backup from a standby is consistent where the minimum recovery point in the
+/// pg_control it holds says (PostgreSQL takes the backup's end from there, having no end-of-
+/// backup record), so that copy must be at least as new as every page copied; the standby
+/// advances the point before it writes a page. pg_basebackup sends pg_control last for the
+/// same reason. The stop function comes after, so the point is not past the stop LSN, and
+/// the WAL the snapshot carries reaches it.
+fn walk_global(
+    walker: &Walker,
+    pgdata: &Path,
+    parent_root: Option<&[crate::repo::id::BlobId]>,
+    totals: &mut WalkTotals,
+) -> Result<Node> {
+    let dir = pgdata.join("global");
+    let parent_trees = match (&walker.parent, parent_root) {
+        (Some(_), Some(root)) => walker
+            .repo
+            .dir_entries(root)?
+            .into_iter()
+            .find(|n| n.name == b"global")
+            .and_then(|n| match n.kind {
+                NodeKind::Dir { trees } => Some(trees),
+                _ => None,
+            }),
+        _ => None,
+    };
+    let (mut nodes, walked) = walker.walk_dir(&dir, b"global", parent_trees.as_deref())?;
+    let path = pgdata.join(std::ffi::OsStr::from_bytes(GLOBAL_PG_CONTROL));
+    let meta = std::fs::symlink_metadata(&path).map_err(Error::io_at("reading", &path))?;
+    // Always read: the parent's copy is never the one the snapshot's WAL ends at.
+    let control = walker
+        .file(
+            &path,
+            GLOBAL_PG_CONTROL,
+            b"pg_control",
+            &meta,
+            FileRole::Other,
+            None,
+        )?
+        .ok_or_else(|| Error::local(format!("{} vanished", path.display())))?;
+    if let NodeKind::File { size, .. } = &control.kind {
+        totals.files += 1;
+        totals.logical_bytes += size;
+    }
+    nodes.push(control);
+    let dir_meta = std::fs::metadata(&dir).map_err(Error::io_at("reading", &dir))?;
+    let trees = walker.ingest.packer.add_dir(nodes)?;
+    totals.files += walked.files;
+    totals.dirs += walked.dirs + 1;
+    totals.logical_bytes += walked.logical_bytes;
+    Ok(node_from_metadata(
+        b"global",
+        &dir_meta,
+        NodeKind::Dir { trees },
+    ))
 }
 
 /// Walks each tablespace's directory (only the server's own version directory is kept).
@@ -424,34 +530,13 @@ struct WalCarried {
     missing: Vec<String>,
 }
 
-/// Waits until the archive has every file in `names` or `timeout` passes; returns the entries
-/// found. The server's own wait (pg_backup_stop's wait_for_archive) is not used: it has no
-/// bound, and a broken archive_command would hang the backup with the slot holding WAL.
-fn wait_for_archive(
-    repo: &Repository,
-    system_identifier: u64,
-    names: &[String],
-    timeout: Duration,
-    interrupted: &AtomicBool,
-) -> Result<HashMap<String, WalEntry>> {
-    let deadline = std::time::Instant::now() + timeout;
-    let mut found = HashMap::new();
-    loop {
-        for name in names {
-            if !found.contains_key(name)
-                && let Some(entry) = repo.load_wal_entry(system_identifier, name)?
-            {
-                found.insert(name.clone(), entry);
-            }
-        }
-        if found.len() == names.len() || std::time::Instant::now() >= deadline {
-            return Ok(found);
-        }
-        if interrupted.load(Ordering::Relaxed) {
-            return Err(Error::new(ErrorKind::Interrupted, "interrupted"));
-        }
-        std::thread::sleep(ARCHIVE_POLL);
-    }
+/// Which of the backup's WAL the archive is expected to receive.
+struct ArchiveExpectation {
+    /// Someone archives this cluster's WAL.
+    archived: bool,
+    /// The backup's last segment will be archived too: the server finished it. Otherwise it is
+    /// still being written, and reaches the archive only when the primary fills it.
+    stop_segment: bool,
 }
 
 /// The snapshot's `pg_wal`: its kept subdirectories (empty) and the WAL files the backup

@@ -27,8 +27,8 @@ pub struct Walker<'a> {
     pub repo: &'a IndexedRepository,
     pub parent: Option<ParentFiles>,
     pub major: u32,
-    /// Entries of the data directory root the caller builds itself (`pg_wal`).
-    pub root_exclusions: &'a [&'a [u8]],
+    /// Paths, relative to the data directory, the caller builds itself (`pg_wal`).
+    pub exclusions: &'a [&'a [u8]],
 }
 
 /// What a walk saw, for the summary.
@@ -75,7 +75,10 @@ impl Walker<'_> {
         for entry in std::fs::read_dir(abs).map_err(Error::io_at("reading", abs))? {
             let entry = entry.map_err(Error::io_at("reading", abs))?;
             let name = entry.file_name();
-            if rel.is_empty() && self.root_exclusions.contains(&name.as_bytes()) {
+            if self
+                .exclusions
+                .contains(&join_path(rel, name.as_bytes()).as_slice())
+            {
                 continue;
             }
             let path = entry.path();

@@ -11,9 +11,10 @@ use super::GlobalOptions;
 use super::format;
 use super::progress::Progress;
 use crate::backup::{self, BackupReport, BackupRequest};
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Context, Error, ErrorKind, Result};
 use crate::pg::conn;
-use crate::pg::session::BackupSession;
+use crate::pg::primary::Primary;
+use crate::pg::session::{BackupSession, ServerInfo};
 use crate::pg::wal::Lsn;
 use crate::repo::IndexedRepository;
 use crate::repo::cluster;
@@ -34,15 +35,27 @@ consistent state on its own: after backup stop, pgcairn waits (up to --archive-t
 the server to archive it, and takes the archived copies; files the archive does not have yet
 are read from the server's pg_wal.
 
+A hot standby is backed up the same way, from its own data directory, with --primary-db
+naming its primary (docs/backup.md, section Backing up from a standby):
+  pgcairn backup --pgdata /var/lib/postgresql/15/main --primary-db 'host=db1 user=backup' --fast
+The backup API runs on the standby; the primary is asked for a checkpoint (with --fast: the
+backup then starts now, not at the standby's last restartpoint), for its WAL position (the
+backup starts once the standby has replayed it, so it holds everything the primary committed
+before), and to switch WAL after the backup (so its last segment is archived at once).
+Without --primary-db the snapshot still restores on its own: its last WAL segment is the
+standby's copy, and the archive receives that segment when the primary fills it.
+
 Only what changed is stored: files the previous snapshot of this data directory holds
 unchanged (same size, inode, mtime and ctime, settled before it started) are not read, and of
 the files read only chunks not yet in the repository are written. --reread reads everything.
 
-Exit codes: 0 done; 6 --pgdata is not the connected server's; 14 cannot connect or the server
-refuses (wal_level = minimal, missing privileges); 15 bad page checksums with
---fail-on-checksum-error; 16 the snapshot was written but some of its WAL is neither archived
-nor in pg_wal (not restorable until the archive has it); 130 interrupted (backup mode ended,
-no snapshot written).")]
+Exit codes: 0 done; 6 --pgdata is not the connected server's, or --primary-db is not the
+standby's primary; 14 cannot connect or the server refuses (wal_level = minimal, missing
+privileges), the standby's replay stalled for --archive-timeout while catching up with the
+primary, or the standby was promoted or changed timeline during the backup; 15 bad page
+checksums with --fail-on-checksum-error; 16 the snapshot was written but some of its WAL is
+neither archived nor in pg_wal (not restorable until the archive has it); 130 interrupted
+(backup mode ended, no snapshot written).")]
 pub struct BackupArgs {
     /// The cluster's data directory [env: PGDATA].
     #[arg(long, env = "PGDATA", value_name = "DIR")]
@@ -52,6 +65,12 @@ pub struct BackupArgs {
     /// PGHOST, PGPORT, PGUSER, PGDATABASE, PGPASSWORD as with psql.
     #[arg(long, value_name = "CONNINFO")]
     pub db: Option<String>,
+
+    /// When --db is a standby: a connection string to its primary, for the checkpoint, WAL
+    /// position and WAL switch a standby cannot provide (see above). Not used when --db is a
+    /// primary, so the same command keeps working after a failover.
+    #[arg(long, env = "PGCAIRN_PRIMARY_DB", value_name = "CONNINFO")]
+    pub primary_db: Option<String>,
 
     /// Label the snapshot (repeatable).
     #[arg(long = "tag", value_name = "TAG")]
@@ -76,7 +95,8 @@ pub struct BackupArgs {
     pub fail_on_checksum_error: bool,
 
     /// After backup stop, wait up to this long for the archive to receive the backup's WAL
-    /// (when the server archives); 0 does not wait.
+    /// (when the server archives). With --primary-db, also how long the standby's replay may
+    /// stall while it catches up with the primary before the backup starts. 0 does not wait.
     #[arg(long, value_name = "SECONDS", default_value_t = 60)]
     pub archive_timeout: u64,
 
@@ -113,6 +133,7 @@ fn back_up_locked(
     let mut session = BackupSession::open(client)?;
     let cluster_name =
         cluster::name_for_backup(args.cluster.as_deref(), &session.info().cluster_name)?;
+    let mut primary = open_primary(args.primary_db.as_deref(), session.info(), global.quiet)?;
     let request = BackupRequest {
         pgdata: args.pgdata.clone(),
         tags: args.tags.clone(),
@@ -126,7 +147,7 @@ fn back_up_locked(
     };
     let began = Instant::now();
     let progress = Mutex::new(Progress::new(global.quiet));
-    let result = backup::back_up(repo, &mut session, &request, &|p| {
+    let result = backup::back_up(repo, &mut session, primary.as_mut(), &request, &|p| {
         let read = p.counters.bytes_read.load(Ordering::Relaxed)
             + p.counters.bytes_reused.load(Ordering::Relaxed);
         let files = p.counters.files_read.load(Ordering::Relaxed)
@@ -171,6 +192,28 @@ fn back_up_locked(
             report.unarchived.join(", ")
         );
     }
+    if let Some(segment) = &report.stop_segment_unfinished
+        && !global.quiet
+    {
+        let hint = match &args.primary_db {
+            None => " (--primary-db switches WAL on the primary, which archives it at once)",
+            Some(_) => "",
+        };
+        eprintln!(
+            "pgcairn: note: the backup's last WAL segment {} is still being written by the \
+             primary: the snapshot carries the standby's copy, so it restores on its own, and \
+             the archive receives the segment when the primary fills it{hint}",
+            segment.name
+        );
+        if segment.ends_at_consistency {
+            eprintln!(
+                "pgcairn: note: the primary wrote nothing after the point where this snapshot \
+                 becomes consistent, and PostgreSQL stops at --target-immediate only before a \
+                 following WAL record: until the primary writes more, restore this snapshot to \
+                 the end of its WAL (no target) instead"
+            );
+        }
+    }
     match pg.map(|pg| &pg.wal_missing) {
         Some(missing) if !missing.is_empty() => Err(Error::new(
             ErrorKind::WalMissing,
@@ -184,6 +227,28 @@ fn back_up_locked(
         )),
         _ => Ok(()),
     }
+}
+
+/// The standby's primary, when --db is a standby and --primary-db is given.
+fn open_primary(
+    conninfo: Option<&str>,
+    server: &ServerInfo,
+    quiet: bool,
+) -> Result<Option<Primary>> {
+    let Some(conninfo) = conninfo else {
+        return Ok(None);
+    };
+    if !server.in_recovery {
+        if !quiet {
+            eprintln!(
+                "pgcairn: note: the server at --db is a primary, so --primary-db is not used"
+            );
+        }
+        return Ok(None);
+    }
+    let client =
+        conn::connect(Some(conninfo)).context("connecting to the primary (--primary-db)")?;
+    Primary::open(client, server).map(Some)
 }
 
 fn eta(done: u64, total: u64, elapsed: Duration) -> String {
@@ -240,6 +305,8 @@ fn print_report(report: &BackupReport, elapsed: Duration, json: bool, quiet: boo
             "tags": s.tags,
             "wal_unarchived": report.unarchived,
             "wal_missing": pg.wal_missing,
+            "backup_from": report.backup_from,
+            "wal_stop_segment_unfinished": report.stop_segment_unfinished.as_ref().map(|s| &s.name),
         });
         println!("{value}");
         return;
@@ -267,8 +334,12 @@ fn print_report(report: &BackupReport, elapsed: Duration, json: bool, quiet: boo
         format::duration(elapsed),
         format::rate(s.summary.read_bytes, elapsed),
     );
+    let from = match report.backup_from.as_deref() {
+        Some("standby") => ", from a standby",
+        _ => "",
+    };
     println!(
-        "  cluster {}, PostgreSQL {}, timeline {}, LSN {}..{}, WAL {}..{}",
+        "  cluster {}, PostgreSQL {}{from}, timeline {}, LSN {}..{}, WAL {}..{}",
         format::cluster(pg),
         pg.server_version_num,
         pg.timeline,

@@ -20,6 +20,15 @@ pub fn bytes(n: u64) -> String {
     }
 }
 
+/// `15.8` for a `server_version_num` of 150008.
+pub fn pg_version(server_version_num: u32) -> String {
+    format!(
+        "{}.{}",
+        server_version_num / 10000,
+        server_version_num % 100
+    )
+}
+
 /// `4.2 s`, `3 min 12 s`, `2 h 5 min`.
 pub fn duration(d: Duration) -> String {
     let secs = d.as_secs_f64();
@@ -57,6 +66,8 @@ mod tests {
         assert_eq!(bytes(1536), "1.5 KiB");
         assert_eq!(bytes(3 << 30), "3.0 GiB");
         assert_eq!(bytes(200 << 20), "200 MiB");
+        assert_eq!(pg_version(150008), "15.8");
+        assert_eq!(pg_version(180000), "18.0");
         assert_eq!(duration(Duration::from_millis(4200)), "4.2 s");
         assert_eq!(duration(Duration::from_secs(192)), "3 min 12 s");
     }

@@ -8,6 +8,7 @@ use clap::Args;
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
+use crate::pg::recovery::restore_command_arg;
 use crate::prune::duration::Duration;
 use crate::prune::policy::{Count, Policy};
 use crate::repo::keycache::KeyCache;
@@ -38,8 +39,10 @@ pub struct GlobalOptions {
     pub password_file: Option<PathBuf>,
 
     /// TOML file with the same settings (repo, password_file, cache_dir, key_cache), and
-    /// archive_get_prefetch (archive-get --prefetch), archive_async (archive-push --async) and
-    /// the retention policy (keep_last, keep_daily, ..., keep_within, keep_tag).
+    /// archive_get_prefetch (archive-get --prefetch), archive_async (archive-push --async),
+    /// the retention policy (keep_last, keep_daily, ..., keep_within, keep_tag) and a
+    /// [storage] table; the command line and environment win over it. Every key, with an
+    /// example file: docs/config.md.
     #[arg(long, global = true, env = "PGCAIRN_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
 
@@ -114,7 +117,16 @@ impl GlobalOptions {
         let file: ConfigFile = toml::from_str(&text)
             .map_err(|e| Error::usage(format!("config file {}: {e}", path.display())))?;
         let base = path.parent().unwrap_or(Path::new("."));
-        self.repo = self.repo.or(file.repo);
+        // A local repository path, like the other paths here, is relative to the file, not
+        // to wherever the command runs (archive-push runs in the data directory).
+        let repo =
+            file.repo.map(
+                |repo| match repo.contains("://") || Path::new(&repo).is_absolute() {
+                    true => repo,
+                    false => base.join(&repo).to_string_lossy().into_owned(),
+                },
+            );
+        self.repo = self.repo.or(repo);
         self.password_file = self
             .password_file
             .or(file.password_file.map(|p| base.join(p)));
@@ -179,6 +191,39 @@ impl GlobalOptions {
         args
     }
 
+    /// This binary with the repository options given to this process (paths made absolute,
+    /// never a password), then `tail`: a command for the server to run as restore_command or
+    /// archive_command, which it runs from the data directory. Words are shell-quoted with `%`
+    /// doubled; `tail` is taken as written (`archive-push %p`).
+    pub fn server_command(&self, tail: &str) -> Result<String> {
+        let exe = std::env::current_exe()
+            .map_err(|e| Error::local(format!("finding the pgcairn executable: {e}")))?;
+        let mut words = vec![restore_command_arg(&exe.to_string_lossy())];
+        let mut push = |flag: &str, value: String| {
+            words.push(flag.to_string());
+            words.push(restore_command_arg(&value));
+        };
+        if let Some(repo) = &self.repo {
+            let repo = if repo.contains("://") {
+                repo.clone()
+            } else {
+                absolute(Path::new(repo))?.to_string_lossy().into_owned()
+            };
+            push("--repo", repo);
+        }
+        for (flag, path) in [
+            ("--config", &self.config),
+            ("--password-file", &self.password_file),
+            ("--cache-dir", &self.cache_dir),
+        ] {
+            if let Some(path) = path {
+                push(flag, absolute(path)?.to_string_lossy().into_owned());
+            }
+        }
+        words.push(tail.to_string());
+        Ok(words.join(" "))
+    }
+
     pub fn storage(&self) -> Result<Storage> {
         let url = self.repo.as_deref().ok_or_else(|| {
             Error::usage("no repository given: use --repo, PGCAIRN_REPO or `repo` in --config")
@@ -221,10 +266,17 @@ impl GlobalOptions {
     }
 }
 
+/// An absolute form of a path given relative to the current directory: the server runs
+/// restore_command and archive_command from the data directory.
+pub fn absolute(path: &Path) -> Result<PathBuf> {
+    std::path::absolute(path).map_err(|e| Error::usage(format!("{}: {e}", path.display())))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use clap::{FromArgMatches, Parser};
+    use std::collections::BTreeSet;
 
     #[derive(Parser)]
     struct Cli {
@@ -247,6 +299,27 @@ mod tests {
         let matches = <Cli as clap::CommandFactory>::command().get_matches_from(args);
         let parsed = GlobalOptions::from_arg_matches(&matches).unwrap();
         assert_eq!(format!("{parsed:?}"), format!("{options:?}"));
+    }
+
+    #[test]
+    fn a_local_repository_in_the_config_file_is_relative_to_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pgcairn.toml");
+        let repo_of = |line: &str| {
+            std::fs::write(&path, line).unwrap();
+            GlobalOptions {
+                config: Some(path.clone()),
+                ..GlobalOptions::default()
+            }
+            .resolve()
+            .unwrap()
+            .repo
+            .unwrap()
+        };
+        let relative = dir.path().join("repo").to_string_lossy().into_owned();
+        assert_eq!(repo_of("repo = \"repo\""), relative);
+        assert_eq!(repo_of("repo = \"/backup\""), "/backup");
+        assert_eq!(repo_of("repo = \"s3://bucket/p\""), "s3://bucket/p");
     }
 
     #[test]
@@ -299,6 +372,159 @@ mod tests {
             assert_eq!(err.kind(), crate::ErrorKind::Usage, "{bad}");
             assert!(err.to_string().contains("config file"), "{bad}: {err}");
         }
+    }
+
+    /// docs/config.md, which documents every setting; the tests below hold it to the code.
+    const CONFIG_DOC: &str = include_str!("../../docs/config.md");
+
+    /// The text of the doc's section `heading`, up to the next section.
+    fn doc_section(heading: &str) -> &'static str {
+        let start = CONFIG_DOC
+            .find(&format!("\n## {heading}\n"))
+            .unwrap_or_else(|| panic!("docs/config.md has no section {heading:?}"));
+        let rest = &CONFIG_DOC[start + 1..];
+        &rest[..rest[3..].find("\n## ").map_or(rest.len(), |end| end + 3)]
+    }
+
+    /// The cells of the first table in `section`, row by row, without the header.
+    fn table_rows(section: &str) -> Vec<Vec<&str>> {
+        section
+            .lines()
+            .skip_while(|line| !line.starts_with('|'))
+            .take_while(|line| line.starts_with('|'))
+            .skip(2)
+            .map(|line| line.trim_matches('|').split('|').map(str::trim).collect())
+            .collect()
+    }
+
+    /// The `quoted` words of a table cell.
+    fn backticked(cell: &str) -> BTreeSet<&str> {
+        cell.split('`').skip(1).step_by(2).collect()
+    }
+
+    fn complete_example() -> &'static str {
+        let section = doc_section("A complete example");
+        let start = section.find("```toml\n").expect("a toml block") + "```toml\n".len();
+        &section[start..start + section[start..].find("```").expect("its end")]
+    }
+
+    #[test]
+    fn the_documented_example_sets_every_setting_the_settings_table_lists() {
+        let example = complete_example();
+        let parsed: ConfigFile = toml::from_str(example).expect("the example parses");
+        // No `..`: a new setting breaks this until the example (and so the doc) has it.
+        let ConfigFile {
+            repo,
+            password_file,
+            cache_dir,
+            key_cache,
+            archive_get_prefetch,
+            archive_async,
+            keep_last,
+            keep_hourly,
+            keep_daily,
+            keep_weekly,
+            keep_monthly,
+            keep_yearly,
+            keep_within,
+            keep_tag,
+            storage,
+        } = parsed;
+        assert!(repo.is_some() && password_file.is_some() && cache_dir.is_some());
+        assert!(key_cache.is_some() && archive_get_prefetch.is_some() && archive_async.is_some());
+        let counts = [
+            keep_last,
+            keep_hourly,
+            keep_daily,
+            keep_weekly,
+            keep_monthly,
+            keep_yearly,
+        ];
+        assert!(counts.iter().all(Option::is_some), "{counts:?}");
+        assert!(keep_within.is_some() && !keep_tag.is_empty() && !storage.is_empty());
+
+        let keys: BTreeSet<String> = toml::from_str::<toml::Table>(example)
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        let documented: BTreeSet<String> = table_rows(doc_section("Settings"))
+            .iter()
+            .map(|row| {
+                row[0]
+                    .trim_matches(|c| c == '`' || c == '[' || c == ']')
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(documented, keys, "the Settings table vs the example's keys");
+
+        // The example resolves, its [storage] keys included.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pgcairn.toml");
+        std::fs::write(&path, example).unwrap();
+        let options = GlobalOptions {
+            config: Some(path),
+            ..GlobalOptions::default()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(options.password_file, Some(dir.path().join("password")));
+        let url = options.repo.clone().unwrap();
+        let service = crate::storage::Location::parse(&url, &BTreeMap::new(), &|_| None)
+            .unwrap()
+            .service;
+        let known: BTreeSet<&str> = crate::storage::known_options(service)
+            .iter()
+            .map(|o| o.key)
+            .chain(crate::storage::Tuning::KEYS)
+            .collect();
+        for key in options.storage_options.keys() {
+            assert!(
+                known.contains(key.as_str()),
+                "[storage] {key} in the example"
+            );
+        }
+    }
+
+    #[test]
+    fn the_documented_storage_keys_are_the_ones_pgcairn_knows() {
+        use crate::storage::{Location, Service, Tuning, known_options};
+        type Documented<'a> = BTreeMap<(&'a str, &'a str), (BTreeSet<&'a str>, BTreeSet<&'a str>)>;
+        let remote = ["s3", "sftp", "webdav", "gcs", "azblob"];
+        let service_of = |scheme: &str| -> Service {
+            Location::parse(&format!("{scheme}://host/path"), &BTreeMap::new(), &|_| {
+                None
+            })
+            .unwrap()
+            .service
+        };
+        let mut code: Documented = BTreeMap::new();
+        for scheme in remote {
+            for key in Tuning::KEYS {
+                code.insert((scheme, key), Default::default());
+            }
+            for option in known_options(service_of(scheme)) {
+                let query = option.query.into_iter().collect();
+                let env = option.env.into_iter().collect();
+                code.insert((scheme, option.key), (env, query));
+            }
+        }
+        let mut documented: Documented = BTreeMap::new();
+        for row in table_rows(doc_section("The `[storage]` table")) {
+            let key = row[0].trim_matches('`');
+            for scheme in row[1].split(", ") {
+                assert!(
+                    remote.contains(&scheme),
+                    "{key}: unknown backend {scheme:?}"
+                );
+                let entry = (backticked(row[2]), backticked(row[3]));
+                assert!(
+                    documented.insert((scheme, key), entry).is_none(),
+                    "{key} twice"
+                );
+            }
+        }
+        assert_eq!(documented, code);
     }
 
     #[test]

@@ -7,15 +7,11 @@ use clap::Args;
 use super::GlobalOptions;
 use super::cluster_arg::ClusterArg;
 use super::format;
-use crate::archive::window::{self, ClusterWal, Point, Window};
+use crate::archive::window::{self, ClusterWal, Window};
 use crate::clock::format_utc;
 use crate::error::Result;
-use crate::repo::IndexedRepository;
-use crate::repo::cache::BlobTotals;
-use crate::repo::id::{PackId, SnapshotId};
-use crate::repo::pack::BlobType;
-use crate::repo::snapshot::Snapshot;
-use crate::restore::select::format_time_us;
+use crate::report::data::Space;
+use crate::report::text::wal_lines;
 use crate::verify::report::WindowRef;
 
 #[derive(Args, Debug, Clone)]
@@ -39,7 +35,7 @@ pub struct InfoArgs {
     #[command(flatten)]
     pub cluster: ClusterArg,
 
-    /// One JSON object on stdout (docs/json.md).
+    /// One JSON object on stdout.
     #[arg(long)]
     pub json: bool,
 }
@@ -68,19 +64,9 @@ pub fn run(global: &GlobalOptions, args: &InfoArgs) -> Result<()> {
         .filter(|c| args.cluster.includes_wal_of(c.system_identifier, &selected))
         .map(|c| (c.system_identifier, c))
         .collect();
-    let Totals {
-        data,
-        trees,
-        lists,
-        packs,
-        pack_bytes,
-        logical,
-    } = Totals::of(&repo, &snapshots)?;
-    let packs = packs.len();
-    let (dedup, compression) = (
-        ratio(logical, data.raw_bytes),
-        ratio(data.raw_bytes, data.stored_bytes),
-    );
+    let space = Space::measure(&repo, &snapshots)?;
+    let (data, metadata) = (space.data, space.metadata);
+    let (dedup, compression) = (space.dedup_ratio(), space.compression_ratio());
     let mut clusters: BTreeMap<u64, ClusterSummary> = BTreeMap::new();
     for (_, s) in &selected {
         let Some(pg) = &s.postgres else { continue };
@@ -111,14 +97,14 @@ pub fn run(global: &GlobalOptions, args: &InfoArgs) -> Result<()> {
             "id": repo.config().id.to_hex(),
             "format_version": repo.config().version,
             "snapshots": snapshots.len(),
-            "packs": packs,
-            "pack_bytes": pack_bytes,
-            "logical_bytes": logical,
+            "packs": space.packs,
+            "pack_bytes": space.pack_bytes,
+            "logical_bytes": space.logical,
             "unique_data_bytes": data.raw_bytes,
             "stored_data_bytes": data.stored_bytes,
             "data_chunks": data.blobs,
-            "metadata_blobs": trees.blobs + lists.blobs,
-            "metadata_stored_bytes": trees.stored_bytes + lists.stored_bytes,
+            "metadata_blobs": metadata.blobs,
+            "metadata_stored_bytes": metadata.stored_bytes,
             "dedup_ratio": dedup,
             "compression_ratio": compression,
             "clusters": clusters.iter().map(|(sysid, c)| serde_json::json!({
@@ -154,12 +140,12 @@ pub fn run(global: &GlobalOptions, args: &InfoArgs) -> Result<()> {
     println!(
         "  {} snapshots, {} packs, {} on storage",
         snapshots.len(),
-        packs,
-        format::bytes(pack_bytes)
+        space.packs,
+        format::bytes(space.pack_bytes)
     );
     println!(
         "  logical {} -> unique {} (dedup {:.1}x) -> stored {} (compression {:.2}x)",
-        format::bytes(logical),
+        format::bytes(space.logical),
         format::bytes(data.raw_bytes),
         dedup,
         format::bytes(data.stored_bytes),
@@ -168,15 +154,11 @@ pub fn run(global: &GlobalOptions, args: &InfoArgs) -> Result<()> {
     println!(
         "  {} data chunks; metadata {} in {} blobs",
         data.blobs,
-        format::bytes(trees.stored_bytes + lists.stored_bytes),
-        trees.blobs + lists.blobs
+        format::bytes(metadata.stored_bytes),
+        metadata.blobs
     );
     for (sysid, c) in &clusters {
-        let versions: Vec<String> = c
-            .versions
-            .iter()
-            .map(|v| format!("{}.{}", v / 10000, v % 100))
-            .collect();
+        let versions: Vec<String> = c.versions.iter().map(|v| format::pg_version(*v)).collect();
         let label = if c.names.is_empty() {
             sysid.to_string()
         } else {
@@ -213,52 +195,6 @@ pub fn run(global: &GlobalOptions, args: &InfoArgs) -> Result<()> {
     Ok(())
 }
 
-/// `0/5000100 at 2026-11-21 12:00:00 UTC` (with `~` before an approximate time).
-fn point_text(point: &Point) -> String {
-    format!(
-        "{} at {}{}",
-        point.lsn,
-        if point.approximate { "~" } else { "" },
-        format_time_us(point.time_us)
-    )
-}
-
-/// The lines `info` and `snapshots` print for a cluster's WAL: per timeline, the archived
-/// segments, the gaps between them and the recoverable windows.
-pub(super) fn wal_lines(cluster: &ClusterWal) -> Vec<String> {
-    let mut lines = Vec::new();
-    for tl in &cluster.timelines {
-        let archived = match (&tl.first_segment, &tl.last_segment) {
-            (Some(a), Some(b)) => format!("{} segments archived, {a} .. {b}", tl.segments),
-            _ => "no segments archived".to_string(),
-        };
-        lines.push(format!("  timeline {}: {archived}", tl.timeline));
-        for gap in &tl.gaps {
-            lines.push(format!(
-                "    gap: {} .. {} ({} segments missing)",
-                gap.first_missing, gap.last_missing, gap.segments
-            ));
-        }
-        if tl.windows.is_empty() {
-            lines.push(
-                "    recoverable: nothing (no restorable snapshot on this timeline, or on an \
-                 ancestor before it branched off, whose WAL reaches it)"
-                    .into(),
-            );
-        }
-        for w in &tl.windows {
-            lines.push(format!(
-                "    recoverable: {} .. {} (from snapshot {}, WAL to {})",
-                point_text(&w.earliest),
-                point_text(&w.latest),
-                w.snapshot.short(),
-                w.last_segment
-            ));
-        }
-    }
-    lines
-}
-
 /// A recoverable window for `--json`: as `verify --json` gives it.
 pub(super) fn window_json(w: &Window) -> serde_json::Value {
     serde_json::json!(WindowRef::from(w))
@@ -287,41 +223,4 @@ pub(super) fn wal_json(cluster: &ClusterWal) -> serde_json::Value {
             })
             .collect(),
     )
-}
-
-/// What the repository holds, by the index cache, and what its snapshots hold.
-pub(super) struct Totals {
-    pub data: BlobTotals,
-    pub trees: BlobTotals,
-    pub lists: BlobTotals,
-    pub packs: Vec<(PackId, u64)>,
-    /// Bytes of all packs on storage.
-    pub pack_bytes: u64,
-    /// Bytes of file content in all `snapshots`: what plain copies would take.
-    pub logical: u64,
-}
-
-impl Totals {
-    pub fn of(repo: &IndexedRepository, snapshots: &[(SnapshotId, Snapshot)]) -> Result<Totals> {
-        let (data, trees, lists, packs) = repo.with_cache(|c| -> Result<_> {
-            Ok((
-                c.blob_totals(BlobType::Data)?,
-                c.blob_totals(BlobType::Tree)?,
-                c.blob_totals(BlobType::ChunkList)?,
-                c.packs()?,
-            ))
-        })?;
-        Ok(Totals {
-            data,
-            trees,
-            lists,
-            pack_bytes: packs.iter().map(|(_, size)| size).sum(),
-            packs,
-            logical: snapshots.iter().map(|(_, s)| s.summary.logical_bytes).sum(),
-        })
-    }
-}
-
-pub(super) fn ratio(a: u64, b: u64) -> f64 {
-    if b == 0 { 1.0 } else { a as f64 / b as f64 }
 }

@@ -4,19 +4,20 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::Args;
 
 use super::GlobalOptions;
 use super::cluster_arg::ClusterArg;
-use super::info::{Totals, ratio};
+use super::output::write_atomically;
 use crate::archive::window::{self, ClusterWal};
 use crate::clock::now_ns;
 use crate::error::{Error, Result};
 use crate::repo::id::SnapshotId;
 use crate::repo::snapshot::{PostgresBackup, Snapshot};
 use crate::repo::walcat::WalEntry;
+use crate::report::data::Space;
 
 #[derive(Args, Debug, Clone)]
 #[command(after_help = "\
@@ -55,7 +56,12 @@ pub fn run(global: &GlobalOptions, args: &MetricsArgs) -> Result<()> {
                 &[],
                 f64::from(e.kind().exit_code()),
             );
-            text.gauge("pgcairn_metrics_timestamp_seconds", GENERATED_HELP, &[], secs(now));
+            text.gauge(
+                "pgcairn_metrics_timestamp_seconds",
+                GENERATED_HELP,
+                &[],
+                secs(now),
+            );
             (text.0, Err(e))
         }
     };
@@ -80,14 +86,19 @@ fn exposition(global: &GlobalOptions, args: &MetricsArgs, now: i64) -> Result<St
     let catalogue = repo.wal_catalogue()?;
     let snapshots = repo.load_snapshots()?;
     let histories = crate::archive::read_histories(&repo, &catalogue)?;
-    let totals = Totals::of(&repo, &snapshots)?;
+    let totals = Space::measure(&repo, &snapshots)?;
     let selected = args.cluster.filter(snapshots.clone())?;
     let mut wal = window::clusters(&snapshots, &catalogue, &histories);
     wal.retain(|c| args.cluster.includes_wal_of(c.system_identifier, &selected));
 
     let mut out = Exposition::default();
     out.gauge("pgcairn_up", UP_HELP, &[], 1.0);
-    out.gauge("pgcairn_metrics_timestamp_seconds", GENERATED_HELP, &[], secs(now));
+    out.gauge(
+        "pgcairn_metrics_timestamp_seconds",
+        GENERATED_HELP,
+        &[],
+        secs(now),
+    );
     repository_metrics(&mut out, &totals, snapshots.len());
     let names = cluster_names(&selected);
     for cluster in &wal {
@@ -96,7 +107,10 @@ fn exposition(global: &GlobalOptions, args: &MetricsArgs, now: i64) -> Result<St
             .get(&cluster.system_identifier)
             .cloned()
             .unwrap_or_default();
-        let labels = [("cluster", name.as_str()), ("system_identifier", sysid.as_str())];
+        let labels = [
+            ("cluster", name.as_str()),
+            ("system_identifier", sysid.as_str()),
+        ];
         let backups: Vec<&(SnapshotId, Snapshot)> = selected
             .iter()
             .filter(|(_, s)| {
@@ -115,7 +129,7 @@ fn exposition(global: &GlobalOptions, args: &MetricsArgs, now: i64) -> Result<St
     Ok(out.0)
 }
 
-fn repository_metrics(out: &mut Exposition, totals: &Totals, snapshots: usize) {
+fn repository_metrics(out: &mut Exposition, totals: &Space, snapshots: usize) {
     out.gauge(
         "pgcairn_repository_snapshots",
         "Snapshots in the repository.",
@@ -126,7 +140,7 @@ fn repository_metrics(out: &mut Exposition, totals: &Totals, snapshots: usize) {
         "pgcairn_repository_packs",
         "Pack files in the repository.",
         &[],
-        totals.packs.len() as f64,
+        totals.packs as f64,
     );
     out.gauge(
         "pgcairn_repository_size_bytes",
@@ -150,13 +164,13 @@ fn repository_metrics(out: &mut Exposition, totals: &Totals, snapshots: usize) {
         "pgcairn_repository_dedup_ratio",
         "Logical bytes over unique bytes.",
         &[],
-        ratio(totals.logical, totals.data.raw_bytes),
+        totals.dedup_ratio(),
     );
     out.gauge(
         "pgcairn_repository_compression_ratio",
         "Unique bytes over their stored (compressed, encrypted) size.",
         &[],
-        ratio(totals.data.raw_bytes, totals.data.stored_bytes),
+        totals.compression_ratio(),
     );
 }
 
@@ -364,28 +378,6 @@ fn number(value: f64) -> String {
     } else {
         format!("{value}")
     }
-}
-
-/// Writes `bytes` beside `path` and renames it over `path`, so a scraper never reads half a
-/// file.
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
-    let local = |e: std::io::Error| Error::local(format!("writing {}: {e}", path.display()));
-    let mut file = tempfile::NamedTempFile::new_in(dir).map_err(local)?;
-    file.write_all(bytes).map_err(local)?;
-    file.as_file().sync_all().map_err(local)?;
-    // The textfile collector runs as another user: the file must be readable by it.
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(file.path(), std::fs::Permissions::from_mode(0o644))
-            .map_err(local)?;
-    }
-    file.persist(path).map_err(|e| local(e.error))?;
-    Ok(())
 }
 
 #[cfg(test)]

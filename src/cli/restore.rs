@@ -14,9 +14,7 @@ use crate::archive::window::WalIndex;
 use crate::clock::format_utc;
 use crate::error::{Error, ErrorKind, Result};
 use crate::pg::history::{HistoryEntry, is_on_history, timeline_at};
-use crate::pg::recovery::{
-    self, RecoverySettings, RecoveryTarget, TargetAction, restore_command_arg,
-};
+use crate::pg::recovery::{self, RecoverySettings, RecoveryTarget, TargetAction};
 use crate::pg::target::{parse_target_name, parse_target_time, parse_target_xid};
 use crate::pg::wal::{self, Lsn};
 use crate::repo::IndexedRepository;
@@ -172,45 +170,6 @@ fn parse_mapping(text: &str) -> std::result::Result<(PathBuf, PathBuf), String> 
         return Err(format!("both paths must be absolute: {text:?}"));
     }
     Ok((PathBuf::from(old), PathBuf::from(new)))
-}
-
-/// An absolute form of a path given relative to the current directory: the server runs
-/// restore_command from the data directory.
-fn absolute(path: &Path) -> Result<PathBuf> {
-    std::path::absolute(path).map_err(|e| Error::usage(format!("{}: {e}", path.display())))
-}
-
-/// The restore_command the restored server runs: this binary, with the repository settings
-/// restore was given (paths made absolute), never a password.
-fn restore_command(global: &GlobalOptions, system_identifier: u64) -> Result<String> {
-    let exe = std::env::current_exe()
-        .map_err(|e| Error::local(format!("finding the pgcairn executable: {e}")))?;
-    let mut words = vec![restore_command_arg(&exe.to_string_lossy())];
-    let mut push = |flag: &str, value: String| {
-        words.push(flag.to_string());
-        words.push(restore_command_arg(&value));
-    };
-    if let Some(repo) = &global.repo {
-        let repo = if repo.contains("://") {
-            repo.clone()
-        } else {
-            absolute(Path::new(repo))?.to_string_lossy().into_owned()
-        };
-        push("--repo", repo);
-    }
-    for (flag, path) in [
-        ("--config", &global.config),
-        ("--password-file", &global.password_file),
-        ("--cache-dir", &global.cache_dir),
-    ] {
-        if let Some(path) = path {
-            push(flag, absolute(path)?.to_string_lossy().into_owned());
-        }
-    }
-    words.push(format!(
-        "archive-get --system-id {system_identifier} %f \"%p\""
-    ));
-    Ok(words.join(" "))
 }
 
 /// `--target-timeline`: what `recovery_target_timeline` accepts.
@@ -478,7 +437,10 @@ fn plan<'a>(
         timelines.timeline_of(chosen.pg, segno)
     });
     let recovery = RecoverySettings {
-        restore_command: restore_command(global, chosen.pg.system_identifier)?,
+        restore_command: global.server_command(&format!(
+            "archive-get --system-id {} %f \"%p\"",
+            chosen.pg.system_identifier
+        ))?,
         target: target.recovery,
         target_action: args.target_action.map(|a| match a {
             Action::Pause => TargetAction::Pause,
@@ -675,7 +637,7 @@ pub fn run(global: &GlobalOptions, args: &RestoreArgs) -> Result<()> {
         );
     }
     let request = RestoreRequest {
-        pgdata: absolute(pgdata)?,
+        pgdata: super::global::absolute(pgdata)?,
         delta: args.delta,
         tablespace_map: args.tablespace_map.clone(),
         recovery: plan.recovery.clone(),

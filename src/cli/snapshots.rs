@@ -10,6 +10,7 @@ use crate::clock::format_utc;
 use crate::error::Result;
 use crate::pg::wal::Lsn;
 use crate::repo::snapshot::Snapshot;
+use crate::report::text::{status, wal_lines};
 
 #[derive(Args, Debug, Clone)]
 #[command(after_help = "\
@@ -52,19 +53,6 @@ pub fn run(global: &GlobalOptions, args: &SnapshotsArgs) -> Result<()> {
         args.cluster
             .includes_wal_of(c.system_identifier, &snapshots)
     });
-    // The recoverable window a snapshot lies in: on its timeline, from its cluster.
-    let window_of = |s: &Snapshot| -> Option<&window::Window> {
-        let pg = s.postgres.as_ref()?;
-        clusters
-            .iter()
-            .find(|c| c.system_identifier == pg.system_identifier)?
-            .timelines
-            .iter()
-            .find(|t| t.timeline == pg.timeline)?
-            .windows
-            .iter()
-            .find(|w| (w.earliest.lsn..=w.latest.lsn).contains(&Lsn(pg.stop_lsn)))
-    };
     if args.json {
         let list: Vec<serde_json::Value> = snapshots
             .iter()
@@ -91,7 +79,9 @@ pub fn run(global: &GlobalOptions, args: &SnapshotsArgs) -> Result<()> {
                     "restorable": pg.is_some() && missing(s).is_empty(),
                     "wal_missing": missing(s),
                     "wal_not_in_snapshot": pg.map(|p| p.wal_missing.clone()),
-                    "window": window_of(s).map(super::info::window_json),
+                    "window": pg
+                        .and_then(|pg| window::window_of(&clusters, pg))
+                        .map(super::info::window_json),
                     "files": s.summary.files,
                     "logical_bytes": s.summary.logical_bytes,
                     "added_bytes": s.summary.new_stored_bytes,
@@ -136,26 +126,14 @@ pub fn run(global: &GlobalOptions, args: &SnapshotsArgs) -> Result<()> {
             .unwrap_or("-");
         let (version, sysid, tli, lsns) = match &s.postgres {
             Some(pg) => (
-                format!(
-                    "{}.{}",
-                    pg.server_version_num / 10000,
-                    pg.server_version_num % 100
-                ),
+                format::pg_version(pg.server_version_num),
                 pg.system_identifier.to_string(),
                 pg.timeline.to_string(),
                 format!("{}..{}", Lsn(pg.start_lsn), Lsn(pg.stop_lsn)),
             ),
             None => Default::default(),
         };
-        let missing = missing(s);
-        let status = match (&s.postgres, missing.first()) {
-            (None, _) => "-".to_string(),
-            (Some(_), None) => "ok".to_string(),
-            (Some(_), Some(first)) if missing.len() == 1 => format!("missing WAL {first}"),
-            (Some(_), Some(first)) => {
-                format!("missing WAL {first} (+{} more)", missing.len() - 1)
-            }
-        };
+        let status = status(s.postgres.as_ref(), &missing(s));
         println!(
             "{:<8}  {:<19}  {:<name_width$}  {:>7}  {:<20}  {:>3}  {:<23}  {:>9}  {:>9}  {:<6}  {}",
             id.short(),
@@ -174,7 +152,7 @@ pub fn run(global: &GlobalOptions, args: &SnapshotsArgs) -> Result<()> {
     for cluster in &clusters {
         println!();
         println!("cluster {}:", cluster.system_identifier);
-        for line in super::info::wal_lines(cluster) {
+        for line in wal_lines(cluster) {
             println!("{line}");
         }
     }

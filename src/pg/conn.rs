@@ -257,7 +257,7 @@ fn tcp_target(host: &str, port: u16) -> String {
 
 /// The user name of the effective uid, as libpq's `pg_fe_getusername` finds it (not `$USER`,
 /// which anyone can set).
-fn effective_user_name() -> Option<String> {
+pub fn effective_user_name() -> Option<String> {
     // SAFETY: geteuid has no preconditions and cannot fail.
     let uid = unsafe { libc::geteuid() };
     osuser::lookup(UserKey::Uid(uid)).map(|user| user.name)

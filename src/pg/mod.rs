@@ -3,6 +3,8 @@
 //! checksums and recovery configuration, and what WAL itself says (page headers, commit times
 //! and restore points). Knows nothing of packs or the repository.
 
+pub mod archive_command;
+pub mod check;
 pub mod checksum;
 pub mod conn;
 pub mod control;
@@ -11,6 +13,7 @@ pub mod history;
 pub mod label;
 pub mod osuser;
 pub mod pgpass;
+pub mod primary;
 pub mod recovery;
 pub mod session;
 pub mod target;

@@ -314,7 +314,7 @@ fn setting_name(line: &[u8]) -> Option<String> {
 /// A value as a single-quoted string in PostgreSQL's configuration file syntax: `'` doubled,
 /// backslash escaped (the server reads backslash escapes in quoted values), and line breaks
 /// written as escapes since a quoted value cannot span lines.
-fn guc_quote(value: &str) -> String {
+pub fn guc_quote(value: &str) -> String {
     let mut out = String::with_capacity(value.len() + 2);
     out.push('\'');
     for c in value.chars() {

@@ -90,6 +90,17 @@ pub struct BackupStop {
     pub label: BackupLabel,
 }
 
+/// A standby's progress, as [`BackupSession::recovery_state`] reads it.
+#[derive(Clone, Copy, Debug)]
+pub struct RecoveryState {
+    pub in_recovery: bool,
+    /// The end of the last WAL record replayed.
+    pub replayed: Lsn,
+    /// The timeline of the minimum recovery point in pg_control (0 when the server is not in
+    /// recovery): the timeline a backup stopped now ends on.
+    pub min_recovery_timeline: u32,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
     Idle,
@@ -138,24 +149,11 @@ impl BackupSession {
     /// Reads what the server is and refuses one that cannot be backed up: an unsupported
     /// version, `wal_level = minimal`, or a role that may not run the backup functions.
     pub fn open(mut client: Client) -> Result<Self> {
-        let version_num = version_num(&mut client)?;
-        let major = version_num / 10000;
-        if !(OLDEST_MAJOR..=NEWEST_MAJOR).contains(&major) {
-            return Err(Error::database(format!(
-                "PostgreSQL {} is not supported: pgcairn backs up PostgreSQL {OLDEST_MAJOR} to \
-                 {NEWEST_MAJOR}",
-                version_text(version_num)
-            )));
-        }
-        let api = if major >= 15 { &API_15 } else { &API_13 };
-        let info = server_info(&mut client, version_num)?;
-        if info.wal_level == "minimal" {
-            return Err(Error::database(
-                "the server runs with wal_level = minimal, which cannot make an online backup: \
-                 set wal_level = replica (or logical) in postgresql.conf and restart the server",
-            ));
-        }
-        check_privileges(&mut client, api, &info.user)?;
+        let info = read_server_info(&mut client)?;
+        check_wal_level(&info)?;
+        check_backup_privileges(&mut client, &info)?;
+        let major = info.major();
+        let api = backup_api(major);
         // The session sits idle for as long as the files take to copy; timeouts meant for
         // application sessions must not end it, which would abort the backup.
         let mut settings = "SET statement_timeout = 0; SET lock_timeout = 0;".to_string();
@@ -273,6 +271,30 @@ impl BackupSession {
         lsn_column(&row, 0, "the current WAL position")
     }
 
+    /// Where a standby's recovery stands; on a primary (or a standby promoted since),
+    /// `in_recovery` is false.
+    pub fn recovery_state(&mut self) -> Result<RecoveryState> {
+        let context = "reading the standby's recovery state";
+        let row = self
+            .client
+            .query_one(
+                "SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn()::text, \
+                 min_recovery_end_timeline FROM pg_control_recovery()",
+                &[],
+            )
+            .context(context)?;
+        let in_recovery: bool = row.try_get(0).context(context)?;
+        // NULL until the first record is replayed: nothing replayed yet.
+        let replayed =
+            optional_lsn_column(&row, 1, "pg_last_wal_replay_lsn()")?.unwrap_or(Lsn::ZERO);
+        let timeline: i32 = row.try_get(2).context(context)?;
+        Ok(RecoveryState {
+            in_recovery,
+            replayed,
+            min_recovery_timeline: u32::try_from(timeline).unwrap_or(0),
+        })
+    }
+
     /// Why WAL could not be reserved for this backup, if it could not. Without the reservation
     /// a checkpoint during a long backup may recycle segments the backup needs before they are
     /// archived or copied.
@@ -349,6 +371,37 @@ impl Drop for BackupSession {
     }
 }
 
+/// Reads what the server is ([`ServerInfo`]); refuses only a major version pgcairn does not
+/// know. Whether it can be backed up is for [`check_wal_level`] and
+/// [`check_backup_privileges`] to say.
+pub fn read_server_info(client: &mut Client) -> Result<ServerInfo> {
+    let version_num = version_num(client)?;
+    let major = version_num / 10000;
+    if !(OLDEST_MAJOR..=NEWEST_MAJOR).contains(&major) {
+        return Err(Error::database(format!(
+            "PostgreSQL {} is not supported: pgcairn backs up PostgreSQL {OLDEST_MAJOR} to \
+             {NEWEST_MAJOR}",
+            version_text(version_num)
+        )));
+    }
+    server_info(client, version_num)
+}
+
+/// Refuses `wal_level = minimal`, which cannot make an online backup.
+pub fn check_wal_level(info: &ServerInfo) -> Result<()> {
+    if info.wal_level == "minimal" {
+        return Err(Error::database(
+            "the server runs with wal_level = minimal, which cannot make an online backup: \
+             set wal_level = replica (or logical) in postgresql.conf and restart the server",
+        ));
+    }
+    Ok(())
+}
+
+fn backup_api(major: u32) -> &'static BackupApi {
+    if major >= 15 { &API_15 } else { &API_13 }
+}
+
 fn version_num(client: &mut Client) -> Result<u32> {
     let row = client
         .query_one("SELECT current_setting('server_version_num')", &[])
@@ -360,7 +413,7 @@ fn version_num(client: &mut Client) -> Result<u32> {
 }
 
 /// `150008` → `15.8`, `130023` → `13.23`.
-fn version_text(version_num: u32) -> String {
+pub fn version_text(version_num: u32) -> String {
     format!("{}.{}", version_num / 10000, version_num % 10000)
 }
 
@@ -503,7 +556,10 @@ fn setting_bytes(setting: &str, unit: Option<&str>) -> Option<u64> {
     value.checked_mul(multiplier)
 }
 
-fn check_privileges(client: &mut Client, api: &BackupApi, user: &str) -> Result<()> {
+/// Refuses a role that may not run the backup functions, saying what to grant.
+pub fn check_backup_privileges(client: &mut Client, info: &ServerInfo) -> Result<()> {
+    let api = backup_api(info.major());
+    let user = &info.user;
     let sql = format!(
         "SELECT has_function_privilege('{}', 'EXECUTE') AND has_function_privilege('{}', 'EXECUTE')",
         api.start_signature, api.stop_signature
@@ -527,18 +583,26 @@ fn check_privileges(client: &mut Client, api: &BackupApi, user: &str) -> Result<
 }
 
 /// `"name"` with embedded quotes doubled, as SQL wants an identifier.
-fn quote_ident(name: &str) -> String {
+pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 /// An LSN from a text column (the queries cast pg_lsn to text).
-fn lsn_column(row: &postgres::Row, index: usize, what: &str) -> Result<Lsn> {
+pub(crate) fn lsn_column(row: &postgres::Row, index: usize, what: &str) -> Result<Lsn> {
+    optional_lsn_column(row, index, what)?
+        .ok_or_else(|| Error::database(format!("{what} returned no LSN")))
+}
+
+/// [`lsn_column`] where NULL is an answer.
+fn optional_lsn_column(row: &postgres::Row, index: usize, what: &str) -> Result<Option<Lsn>> {
     let text: Option<String> = row
         .try_get(index)
         .with_context(|| format!("reading {what}"))?;
-    let text = text.ok_or_else(|| Error::database(format!("{what} returned no LSN")))?;
-    text.parse()
-        .map_err(|err: Error| Error::database(format!("{what} returned {}", err.message())))
+    text.map(|text| {
+        text.parse()
+            .map_err(|err: Error| Error::database(format!("{what} returned {}", err.message())))
+    })
+    .transpose()
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 //! (one transaction each), the last one before the walk of their root returns.
 
 use super::IndexedRepository;
+use super::cache::BlobTotals;
 use super::id::BlobId;
 use super::pack::BlobType;
 use super::snapshot::Snapshot;
@@ -42,6 +43,9 @@ pub struct Reach<'r> {
     repo: &'r IndexedRepository,
     /// Data chunks found and not yet in the table.
     data: Vec<BlobId>,
+    /// For [`Reach::counting`]: the data chunks the walk reached first since the last
+    /// [`Reach::take_first_reached`].
+    first_reached: Option<BlobTotals>,
 }
 
 impl<'r> Reach<'r> {
@@ -51,7 +55,27 @@ impl<'r> Reach<'r> {
         Ok(Reach {
             repo,
             data: Vec::with_capacity(DATA_BATCH),
+            first_reached: None,
         })
+    }
+
+    /// Starts a walk that also counts, root by root, the data chunks that no root before
+    /// reached, with their bytes: walked oldest first, what each snapshot added to what the
+    /// repository must keep (the report's dedup and compression over time). Each chunk
+    /// counted costs one index lookup more.
+    pub fn counting(repo: &'r IndexedRepository) -> Result<Self> {
+        let mut reach = Reach::begin(repo)?;
+        reach.first_reached = Some(BlobTotals::default());
+        Ok(reach)
+    }
+
+    /// The data chunks reached first since the walk began or this was last called (all zero
+    /// for a walk not started by [`Reach::counting`]).
+    pub fn take_first_reached(&mut self) -> BlobTotals {
+        self.first_reached
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 
     /// Adds everything a snapshot references: its data directory and its tablespaces.
@@ -76,8 +100,9 @@ impl<'r> Reach<'r> {
         if self.data.is_empty() {
             return Ok(());
         }
-        self.repo
-            .with_cache(|c| c.reach_mark_all(BlobType::Data, &mut self.data))
+        self.repo.with_cache(|c| {
+            c.reach_mark_all(BlobType::Data, &mut self.data, self.first_reached.as_mut())
+        })
     }
 
     /// Marks a blob reached; true if it was not yet.
@@ -230,5 +255,53 @@ mod tests {
         drop(reach);
         Reach::begin(&repo).unwrap();
         assert_eq!(repo.with_cache(|c| c.reached_count()).unwrap(), 0);
+    }
+
+    /// A counting walk, oldest snapshot first: each snapshot counts the chunks and bytes no
+    /// earlier one referenced, a chunk shared with an earlier one not again.
+    #[test]
+    fn a_counting_walk_counts_each_chunk_once_for_the_first_snapshot_that_references_it() {
+        let repo = Repository::init(
+            Storage::memory().unwrap(),
+            b"pw",
+            &InitOptions::with_kdf(KdfParams::INSECURE_FOR_TESTS),
+            RandomSource::System,
+        )
+        .unwrap()
+        .load_index_in_memory()
+        .unwrap();
+        let packer = repo.packer();
+        let chunk = |n: u8, len: usize| {
+            let data = vec![n; len];
+            ChunkRef {
+                id: packer.add(BlobType::Data, &data).unwrap(),
+                len: len as u64,
+            }
+        };
+        let (a, b, c) = (chunk(1, 1000), chunk(2, 3000), chunk(3, 5000));
+        let first = packer.add_chunk_list(vec![a, b]).unwrap();
+        let second = packer.add_chunk_list(vec![b, c, a]).unwrap();
+        let first = packer.add_dir(vec![file("f", first)]).unwrap();
+        let second = packer.add_dir(vec![file("f", second)]).unwrap();
+        packer.flush().unwrap();
+
+        let mut reach = Reach::counting(&repo).unwrap();
+        let mut stop = |u: Unreadable| Err(u.error);
+        reach.snapshot(&snapshot(first), &mut stop).unwrap();
+        let one = reach.take_first_reached();
+        assert_eq!((one.blobs, one.raw_bytes), (2, 4000));
+        // Runs of one byte compress to far less than they are.
+        assert!(one.stored_bytes > 0 && one.stored_bytes < one.raw_bytes);
+        reach
+            .snapshot(&snapshot(second.clone()), &mut stop)
+            .unwrap();
+        let two = reach.take_first_reached();
+        assert_eq!((two.blobs, two.raw_bytes), (1, 5000));
+        assert_eq!(reach.take_first_reached(), BlobTotals::default());
+
+        // A walk that does not count says nothing.
+        let mut reach = Reach::begin(&repo).unwrap();
+        reach.snapshot(&snapshot(second), &mut stop).unwrap();
+        assert_eq!(reach.take_first_reached(), BlobTotals::default());
     }
 }

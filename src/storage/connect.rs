@@ -46,6 +46,9 @@ impl Default for Tuning {
 }
 
 impl Tuning {
+    /// pgcairn's own `[storage]` keys, for any remote backend.
+    pub const KEYS: [&'static str; 4] = ["timeout", "io_timeout", "retries", "connections"];
+
     /// Takes pgcairn's own keys (`timeout`, `io_timeout`, `retries`, `connections`) out of a
     /// `[storage]` table, leaving the backend's options.
     pub fn take_from(options: &mut BTreeMap<String, String>) -> Result<Tuning> {
@@ -189,6 +192,16 @@ mod tests {
         assert_eq!(tuning.timeout, Duration::from_secs(5));
         assert_eq!(tuning.connections, Tuning::default().connections);
         assert_eq!(options.len(), 1, "backend options stay");
+
+        let mut every = Tuning::KEYS
+            .map(|k| (k.to_string(), "1".to_string()))
+            .into();
+        Tuning::take_from(&mut every).unwrap();
+        assert_eq!(
+            every,
+            BTreeMap::new(),
+            "Tuning::KEYS are the keys take_from takes"
+        );
 
         for (key, value) in [("connections", "0"), ("timeout", "soon"), ("retries", "-1")] {
             let mut options = BTreeMap::from([(key.to_string(), value.to_string())]);

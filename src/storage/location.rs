@@ -108,6 +108,41 @@ const QUERY: &[(Service, &str, &str)] = &[
     (Service::Sftp, "known_hosts", "known_hosts_strategy"),
 ];
 
+/// A backend option pgcairn sets from somewhere besides the `[storage]` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KnownOption {
+    /// OpenDAL's name for it, which is also its `[storage]` key.
+    pub key: &'static str,
+    /// The environment variables that set it (a later one wins).
+    pub env: Vec<&'static str>,
+    /// The URL query key that sets it.
+    pub query: Option<&'static str>,
+}
+
+/// The options of `service` that pgcairn sets from the environment or the URL query,
+/// sorted by key (docs/config.md lists them). The `[storage]` table may hold any other option
+/// of OpenDAL's service as well; it is passed on as it is.
+pub fn known_options(service: Service) -> Vec<KnownOption> {
+    let mut known: BTreeMap<&'static str, KnownOption> = BTreeMap::new();
+    fn option<'a>(
+        known: &'a mut BTreeMap<&'static str, KnownOption>,
+        key: &'static str,
+    ) -> &'a mut KnownOption {
+        known.entry(key).or_insert_with(|| KnownOption {
+            key,
+            env: Vec::new(),
+            query: None,
+        })
+    }
+    for (_, var, key) in ENVIRONMENT.iter().filter(|(s, ..)| *s == service) {
+        option(&mut known, key).env.push(var);
+    }
+    for (_, name, key) in QUERY.iter().filter(|(s, ..)| *s == service) {
+        option(&mut known, key).query = Some(name);
+    }
+    known.into_values().collect()
+}
+
 impl Location {
     /// Parses a repository URL. `config` is the config file's `[storage]` table and
     /// `env` looks up an environment variable (the process's, or a test's).

@@ -24,7 +24,7 @@ use crate::error::{Error, ErrorKind, Result};
 
 pub use connect::Tuning;
 use errors::storage_error;
-pub use location::{Location, Service};
+pub use location::{KnownOption, Location, Service, known_options};
 
 #[cfg(feature = "fault-injection")]
 mod faults;

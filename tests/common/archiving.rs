@@ -49,9 +49,14 @@ impl Cairn {
     /// A PostgreSQL 15 cluster (checksums on) that archives into this repository through
     /// `pgcairn archive-push`; None when PostgreSQL 15 is missing and tests may skip.
     pub fn archiving_cluster(&self) -> Option<Cluster> {
+        self.archiving_cluster_of(15)
+    }
+
+    /// [`Cairn::archiving_cluster`] of another major.
+    pub fn archiving_cluster_of(&self, major: u32) -> Option<Cluster> {
         let conf = self.archiving_conf();
         let conf: Vec<&str> = conf.iter().map(String::as_str).collect();
-        Cluster::started_checksummed(15, &conf)
+        Cluster::started_checksummed(major, &conf)
     }
 
     /// `archive-get --system-id ID NAME DEST`, whatever the outcome.

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-use super::pg::{Cluster, give_to_cluster_owner, owned_temp_dir, run_as_cluster_owner};
+use super::pg::{Cluster, PgInstall, give_to_cluster_owner, owned_temp_dir, run_as_cluster_owner};
 use super::servers::Remote;
 
 pub const PASSWORD: &str = "correct horse battery staple";
@@ -343,6 +343,14 @@ pub fn wait_promoted(cluster: &Cluster) {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Starts the cluster of `install` restored into `pgdata` and waits until it has promoted.
+pub fn start_restored(install: &PgInstall, pgdata: &Path) -> Cluster {
+    let mut restored = Cluster::from_existing(install, pgdata);
+    restored.start();
+    wait_promoted(&restored);
+    restored
 }
 
 /// md5 over all rows of `table` in the order `order_by` (a column list).

@@ -5,6 +5,7 @@ pub mod archiving;
 pub mod cairn;
 pub mod json_schema;
 pub mod pg;
+pub mod pitr;
 pub mod servers;
 
 use std::path::{Path, PathBuf};
@@ -194,6 +195,16 @@ pub fn read_file(
         }
     }
     unreachable!()
+}
+
+/// Bytes process `pid` has read so far (`rchar` of /proc/PID/io).
+pub fn bytes_read_by(pid: u32) -> u64 {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io"))
+        .unwrap_or_else(|e| panic!("reading /proc/{pid}/io (has the process ended?): {e}"));
+    io.lines()
+        .find_map(|l| l.strip_prefix("rchar: "))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("rchar in /proc/PID/io")
 }
 
 /// Every object file under the repository directory, relative to it.

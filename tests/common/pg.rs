@@ -24,10 +24,28 @@ use tempfile::TempDir;
 const DEBIAN_ROOT: &str = "/usr/lib/postgresql";
 /// pgbench from Debian's PostgreSQL 15; it works against servers of the other majors too.
 const PGBENCH: &str = "/usr/lib/postgresql/15/bin/pgbench";
+/// pg_checksums from Debian's PostgreSQL 15 (the npm builds ship only initdb, pg_ctl and
+/// postgres). It reads the pg_control of 13 to 16, whose layout is the same
+/// (PG_CONTROL_VERSION 1300), and refuses the others'.
+const PG_CHECKSUMS: &str = "/usr/lib/postgresql/15/bin/pg_checksums";
+const PG_CHECKSUMS_MAJORS: std::ops::RangeInclusive<u32> = 13..=16;
+/// The tables `pgbench -i` makes, with the columns that order their rows.
+pub const PGBENCH_TABLES: [(&str, &str); 4] = [
+    ("pgbench_accounts", "aid"),
+    ("pgbench_branches", "bid"),
+    ("pgbench_tellers", "tid"),
+    ("pgbench_history", "tid, bid, aid, delta, mtime"),
+];
+/// Debian's PostgreSQL 15 programs, for the majors whose builds have only the server: its
+/// client programs work with servers of older majors too.
+const DEBIAN_15_BIN: &str = "/usr/lib/postgresql/15/bin";
 /// Set to 1 to let tests that need a missing installation pass without running.
 const SKIP_MISSING_ENV: &str = "PGCAIRN_TEST_SKIP_MISSING_PG";
 /// Where scripts/fetch-postgres.sh puts the majors Debian does not provide here.
 const ROOT_ENV: &str = "PGCAIRN_TEST_PG_ROOT";
+/// Set to 1 to take a fetched installation before Debian's (scripts/pg-matrix.sh runs every
+/// major from the same npm builds).
+const PREFER_FETCHED_ENV: &str = "PGCAIRN_TEST_PG_PREFER_FETCHED";
 /// How long a server gets to start accepting connections or to shut down.
 const SERVER_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -40,12 +58,16 @@ pub struct PgInstall {
 
 impl PgInstall {
     /// Debian's installation of `major`, else the one scripts/fetch-postgres.sh put under
-    /// `$PGCAIRN_TEST_PG_ROOT` (default `target/postgres`).
+    /// `$PGCAIRN_TEST_PG_ROOT` (default `target/postgres`); the other way round when
+    /// PGCAIRN_TEST_PG_PREFER_FETCHED=1.
     pub fn find(major: u32) -> Option<PgInstall> {
         let debian = Path::new(DEBIAN_ROOT).join(major.to_string()).join("bin");
         let fetched = fetched_root().join(major.to_string()).join("bin");
-        [debian, fetched]
-            .into_iter()
+        let mut dirs = [debian, fetched];
+        if std::env::var(PREFER_FETCHED_ENV).as_deref() == Ok("1") {
+            dirs.reverse();
+        }
+        dirs.into_iter()
             .find(|dir| dir.join("postgres").is_file() && dir.join("initdb").is_file())
             .map(|bin_dir| PgInstall { major, bin_dir })
     }
@@ -74,6 +96,16 @@ impl PgInstall {
 
     pub fn program(&self, name: &str) -> PathBuf {
         self.bin_dir.join(name)
+    }
+
+    /// Client program `name` of this installation, else Debian's PostgreSQL 15's.
+    pub fn client_program(&self, name: &str) -> PathBuf {
+        let own = self.program(name);
+        if own.is_file() {
+            own
+        } else {
+            Path::new(DEBIAN_15_BIN).join(name)
+        }
     }
 }
 
@@ -243,6 +275,48 @@ impl Cluster {
         let mut cluster = Cluster::checksummed(major, extra_conf)?;
         cluster.start();
         Some(cluster)
+    }
+
+    /// A streaming hot standby of the running `primary`, made by pg_basebackup -R (standby.signal)
+    /// and streaming over the primary's socket, with `extra_conf` appended to its
+    /// postgresql.conf (a copy of the primary's). Not started.
+    pub fn standby_of(primary: &Cluster, extra_conf: &[&str]) -> Cluster {
+        let dir = owned_temp_dir();
+        let pgdata = dir.path().join("data");
+        let mut cmd = Command::new(primary.install.client_program("pg_basebackup"));
+        cmd.arg("-D")
+            .arg(&pgdata)
+            .arg("-h")
+            .arg(&primary.socket_dir)
+            .arg("-p")
+            .arg(primary.port.to_string())
+            .args([
+                "-U",
+                "postgres",
+                "-R",
+                "-X",
+                "stream",
+                "-c",
+                "fast",
+                "--no-sync",
+            ]);
+        run_as_owner(&mut cmd, "pg_basebackup of the primary");
+        // -R writes options of its own libpq (sslsni, from 14), which an older server's
+        // walreceiver refuses; this one (the last setting wins) any libpq accepts.
+        append(
+            &pgdata.join("postgresql.auto.conf"),
+            &format!(
+                "primary_conninfo = 'host={} port={} user=postgres'\n",
+                primary.socket_dir.display(),
+                primary.port
+            ),
+        );
+        let conf: String = extra_conf.iter().map(|line| format!("{line}\n")).collect();
+        append(
+            &pgdata.join("postgresql.conf"),
+            &format!("\n# standby\n{conf}"),
+        );
+        Cluster::new(&primary.install, dir, pgdata)
     }
 
     /// A cluster over an existing data directory (a restored one), owned by the cluster owner.
@@ -513,6 +587,77 @@ impl Cluster {
         cmd
     }
 
+    /// The pgbench invariant: every transaction adds the same delta to one account, teller and
+    /// branch and records it in the history, so the four sums agree in any committed state.
+    pub fn assert_pgbench_consistent(&self) {
+        let sums = self.sql_one_string(
+            "SELECT (SELECT coalesce(sum(abalance), 0) FROM pgbench_accounts) || ' ' || \
+                    (SELECT coalesce(sum(bbalance), 0) FROM pgbench_branches) || ' ' || \
+                    (SELECT coalesce(sum(tbalance), 0) FROM pgbench_tellers) || ' ' || \
+                    (SELECT coalesce(sum(delta), 0) FROM pgbench_history)",
+        );
+        let sums: Vec<&str> = sums.split(' ').collect();
+        assert!(
+            sums.iter().all(|s| *s == sums[0]),
+            "pgbench balances disagree (accounts, branches, tellers, history): {sums:?}"
+        );
+    }
+
+    /// Checks the checksum of every data page; the server is stopped afterwards. With
+    /// `pg_checksums --check` where there is one that reads this major's pg_control (the
+    /// installation's own, else Debian's 15 for 13 to 16). Otherwise (the npm builds of 17 and
+    /// 18) the server itself, freshly started so that no page comes from memory, reads every
+    /// fork of every relation in every database it accepts connections to through shared
+    /// buffers (pg_prewarm), and a page whose checksum does not match fails the read.
+    pub fn assert_page_checksums(&mut self) {
+        self.stop();
+        let own = self.install.program("pg_checksums");
+        let pg_checksums = if own.is_file() {
+            Some(own)
+        } else if PG_CHECKSUMS_MAJORS.contains(&self.install.major) {
+            Some(PathBuf::from(PG_CHECKSUMS))
+        } else {
+            None
+        };
+        if let Some(program) = pg_checksums {
+            let mut cmd = Command::new(program);
+            cmd.arg("--check").arg("-D").arg(&self.pgdata);
+            run_as_owner(&mut cmd, "pg_checksums --check");
+            return;
+        }
+        self.start();
+        let databases = self.sql("SELECT datname FROM pg_database WHERE datallowconn");
+        for row in databases {
+            let database: String = row.get(0);
+            let conninfo = format!("{} dbname='{database}'", self.conninfo());
+            let mut client = postgres::Client::connect(&conninfo, postgres::NoTls)
+                .unwrap_or_else(|err| panic!("connecting to {conninfo}: {err}"));
+            let pages: i64 = client
+                .batch_execute("CREATE EXTENSION IF NOT EXISTS pg_prewarm")
+                .and_then(|()| {
+                    client.query_one(
+                        "SELECT coalesce(sum(pg_prewarm(c.oid, 'buffer', f.fork)), 0)::bigint \
+                         FROM pg_class c, unnest(ARRAY['main', 'fsm', 'vm', 'init']) f(fork) \
+                         WHERE c.relkind IN ('r', 'i', 't', 'm', 'S') \
+                           AND c.relpersistence <> 't' \
+                           AND pg_relation_size(c.oid, f.fork) > 0",
+                        &[],
+                    )
+                })
+                .map(|row| row.get(0))
+                .unwrap_or_else(|err| {
+                    panic!(
+                        "reading every page of database {database}: {}\nlog:\n{}",
+                        err.as_db_error()
+                            .map_or(err.to_string(), |db| db.message().to_string()),
+                        self.log()
+                    )
+                });
+            assert!(pages > 0, "database {database}: no pages read");
+        }
+        self.stop();
+    }
+
     /// The value of `setting` as the server reads it from the configuration files (running
     /// every setting's checks): `postgres -C setting`, run as the cluster owner. For settings
     /// that are not computed at run time the server need not be running.
@@ -533,6 +678,20 @@ impl Cluster {
     /// server's temporary files) are passed by.
     pub fn walk(&self, visit: &mut dyn FnMut(&str, Disposition, &[u8])) {
         walk_dir(&self.pgdata, "", self.install.major, visit);
+    }
+
+    /// Field `name` of what pg_controldata prints about the (stopped) cluster, e.g.
+    /// `Minimum recovery ending location`.
+    pub fn control_data(&self, name: &str) -> String {
+        let mut cmd = Command::new(self.install.client_program("pg_controldata"));
+        cmd.arg(&self.pgdata);
+        let output = run_as_owner(&mut cmd, "pg_controldata");
+        let prefix = format!("{name}:");
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .map(|v| v.trim().to_string())
+            .unwrap_or_else(|| panic!("pg_controldata prints no {name:?}"))
     }
 
     /// The server's log so far.
@@ -593,7 +752,8 @@ fn walk_dir(pgdata: &Path, rel: &str, major: u32, visit: &mut dyn FnMut(&str, Di
     }
 }
 
-fn append(path: &Path, text: &str) {
+/// Appends `text` to a configuration file (the last setting of a name wins).
+pub fn append(path: &Path, text: &str) {
     use std::io::Write;
     let mut file = File::options()
         .append(true)
@@ -604,20 +764,20 @@ fn append(path: &Path, text: &str) {
 }
 
 /// A TCP port on 127.0.0.1 that was free a moment ago.
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .map(|addr| addr.port())
         .expect("finding a free port")
 }
 
-/// A started, checksummed PostgreSQL 15 cluster whose table `victim` (2000 rows) has block 1
+/// A started, checksummed cluster of `major` whose table `victim` (2000 rows) has block 1
 /// damaged on disk while the server was down: the middle of the page, clear of its header, so
 /// its checksum no longer matches. `settle` runs while the server is stopped. Returns the
 /// cluster and the relation's path in the data directory.
-pub fn cluster_with_a_damaged_page(settle: impl FnOnce()) -> Option<(Cluster, String)> {
+pub fn cluster_with_a_damaged_page(major: u32, settle: impl FnOnce()) -> Option<(Cluster, String)> {
     use std::os::unix::fs::FileExt;
-    let mut source = Cluster::started_checksummed(15, &["autovacuum = off"])?;
+    let mut source = Cluster::started_checksummed(major, &["autovacuum = off"])?;
     source.execute(
         "CREATE TABLE victim (id int, v text);
          INSERT INTO victim SELECT g, repeat(md5(g::text), 3) FROM generate_series(1, 2000) g;",

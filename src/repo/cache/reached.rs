@@ -7,9 +7,9 @@
 
 use std::collections::HashMap;
 
-use rusqlite::params;
+use rusqlite::{OptionalExtension, params};
 
-use super::{IndexCache, to_id};
+use super::{BlobTotals, IndexCache, to_id};
 use crate::error::Result;
 use crate::repo::id::{BlobId, PackId};
 use crate::repo::pack::{BlobType, PackedBlob};
@@ -42,7 +42,14 @@ impl IndexCache {
     /// Adds blobs of one type to the set, in one transaction and in id order (each page of
     /// the table is visited once), and empties `ids`. A deferred transaction: it writes only
     /// the temporary table, so it takes no lock on the cache file that writers would wait for.
-    pub fn reach_mark_all(&self, blob_type: BlobType, ids: &mut Vec<BlobId>) -> Result<()> {
+    /// With `first`, adds to it the blobs that were not in the set yet, and their plaintext and
+    /// stored bytes (of one indexed copy; none for a blob no index lists).
+    pub fn reach_mark_all(
+        &self,
+        blob_type: BlobType,
+        ids: &mut Vec<BlobId>,
+        mut first: Option<&mut BlobTotals>,
+    ) -> Result<()> {
         ids.sort_unstable();
         ids.dedup();
         let tx = self.conn.unchecked_transaction()?;
@@ -50,7 +57,23 @@ impl IndexCache {
             let mut stmt =
                 tx.prepare_cached("INSERT OR IGNORE INTO reached (id, type) VALUES (?1, ?2)")?;
             for id in ids.iter() {
-                stmt.execute(params![id.as_bytes(), blob_type.code()])?;
+                let added = stmt.execute(params![id.as_bytes(), blob_type.code()])? == 1;
+                let Some(totals) = first.as_deref_mut().filter(|_| added) else {
+                    continue;
+                };
+                totals.blobs += 1;
+                let sizes = tx
+                    .prepare_cached(
+                        "SELECT raw_len, stored_len FROM blobs WHERE id = ?1 AND type = ?2 LIMIT 1",
+                    )?
+                    .query_row(params![id.as_bytes(), blob_type.code()], |r| {
+                        Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64))
+                    })
+                    .optional()?;
+                if let Some((raw, stored)) = sizes {
+                    totals.raw_bytes += raw;
+                    totals.stored_bytes += stored;
+                }
             }
         }
         tx.commit()?;
