@@ -16,6 +16,9 @@ Quick start:
   pgcairn init
   pgcairn key list
 
+For scripts and monitoring, commands take --json: one JSON document on stdout, its shape
+documented and kept stable (docs/json.md).
+
 Exit codes: 0 success, 1 archive-get: not in the repository, 2 usage, 3 password,
 4 no repository, 5 repository exists, 6 refused, 10 damaged or tampered data, 11 unsupported
 format version, 12 storage error, 13 local error, 14 PostgreSQL (connection, settings,

@@ -192,7 +192,7 @@ fn archive_get_failures_stop_recovery_instead_of_ending_it() {
     let second_password = cairn.path("second-password");
     write_owned(&second_password, "another password\n");
     let listed = json(&cairn.run(&["key", "list", "--json"]));
-    let first_key = listed[0]["id"].as_str().unwrap().to_string();
+    let first_key = listed["keys"][0]["id"].as_str().unwrap().to_string();
     cairn.run_ok(&[
         OsString::from("key"),
         "add".into(),

@@ -287,6 +287,7 @@ fn a_corrupted_page_is_reported() {
     let warning = format!("{rel} block 1");
     assert!(stderr(&out).contains(&warning), "{}", stderr(&out));
     let report = json(&out);
+    common::json_schema::assert_conforms("backup.schema.json", "backup --json", &report);
     let bad = report["bad_pages"].as_array().unwrap();
     assert_eq!(bad.len(), 1, "{report}");
     assert_eq!(bad[0]["path"], rel.as_str());

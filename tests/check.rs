@@ -34,7 +34,9 @@ fn check_json_at(cairn: &Cairn, conninfo: &str, pgdata: &Path) -> (i32, Value) {
         pgdata,
         &["--json", "--archive-timeout", "20"],
     );
-    (code(&out), json(&out))
+    let report = json(&out);
+    common::json_schema::assert_conforms("check.schema.json", "check --json", &report);
+    (code(&out), report)
 }
 
 fn check_json(cairn: &Cairn, cluster: &Cluster) -> (i32, Value) {

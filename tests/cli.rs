@@ -214,7 +214,7 @@ fn key_lifecycle() {
         &p(&pass2),
     ]))
     .unwrap();
-    let keys = listed.as_array().unwrap();
+    let keys = listed["keys"].as_array().unwrap();
     assert_eq!(keys.len(), 2);
     let in_use: Vec<_> = keys.iter().filter(|k| k["in_use"] == true).collect();
     assert_eq!(in_use.len(), 1);
@@ -376,8 +376,6 @@ fn restore_target_flags_are_checked_before_anything_is_opened() {
         vec!["--target-timeline", "0"],
         // Not an LSN.
         vec!["--target-lsn", "5000060"],
-        // --json belongs to --preview.
-        vec!["--json"],
     ];
     for extra in usage {
         let mut args = vec!["restore", "--password-file", pass, "--pgdata", target];

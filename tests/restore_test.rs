@@ -26,13 +26,16 @@ fn restore_test_args(snapshot: Option<&str>, dir: &Path, extra: &[&str]) -> Vec<
 }
 
 fn report(out: &Output) -> serde_json::Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+    let report = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
             "verify --restore-test --json printed no JSON ({e}):\nstdout:\n{}\nstderr:\n{}",
             stdout(out),
             stderr(out)
         )
-    })
+    });
+    let schema = "verify-restore-test.schema.json";
+    common::json_schema::assert_conforms(schema, "verify --restore-test --json", &report);
+    report
 }
 
 fn u64_at(value: &serde_json::Value, pointer: &str) -> u64 {

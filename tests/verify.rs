@@ -273,6 +273,7 @@ impl Fixture {
                 String::from_utf8_lossy(&out.stderr)
             )
         });
+        common::json_schema::assert_conforms("verify.schema.json", "verify --json", &report);
         (out.status.code().expect("exit code"), report)
     }
 
@@ -802,6 +803,7 @@ fn a_real_archive_verifies_and_a_lost_segment_splits_its_window() {
         let out = cairn.run(&[&["verify", "--json"], extra].concat());
         let report = serde_json::from_slice(&out.stdout)
             .unwrap_or_else(|e| panic!("no JSON ({e}): {}", String::from_utf8_lossy(&out.stderr)));
+        common::json_schema::assert_conforms("verify.schema.json", "verify --json", &report);
         (out.status.code().unwrap(), report)
     };
     let (code, report) = verify(&["--read-data"]);

@@ -100,7 +100,7 @@ pub struct BackupArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = 60)]
     pub archive_timeout: u64,
 
-    /// Print the summary as JSON on stdout.
+    /// Print the summary as one JSON object on stdout (docs/json.md).
     #[arg(long)]
     pub json: bool,
 }
@@ -276,6 +276,8 @@ fn print_report(report: &BackupReport, elapsed: Duration, json: bool, quiet: boo
             "snapshot": report.id.to_hex(),
             "parent": s.parent.map(|p| p.to_hex()),
             "time": crate::clock::format_utc(s.started_ns / 1_000_000_000),
+            "started_ns": s.started_ns,
+            "finished_ns": s.finished_ns,
             "duration_seconds": elapsed.as_secs_f64(),
             "postgres_version": pg.server_version_num,
             "system_identifier": pg.system_identifier.to_string(),

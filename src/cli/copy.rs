@@ -77,7 +77,7 @@ pub struct CopyArgs {
     #[arg(long)]
     pub dry_run: bool,
 
-    /// Print the summary as JSON on stdout.
+    /// Print the summary (with --dry-run, the plan) as one JSON object on stdout (docs/json.md).
     #[arg(long)]
     pub json: bool,
 }
@@ -183,6 +183,7 @@ fn snapshot_json(
         "status": status,
         "time": crate::clock::format_utc(snapshot.started_ns / 1_000_000_000),
         "system_identifier": pg.map(|pg| pg.system_identifier.to_string()),
+        "cluster_name": pg.and_then(|pg| pg.cluster_name.as_deref()),
         "timeline": pg.map(|pg| pg.timeline),
         "start_lsn": pg.map(|pg| Lsn(pg.start_lsn).to_string()),
         "stop_lsn": pg.map(|pg| Lsn(pg.stop_lsn).to_string()),
@@ -200,7 +201,7 @@ fn print_plan(plan: &CopyPlan, json: bool, quiet: bool) {
                 s.source_id.to_hex(),
                 s.present_as.map(|id| id.to_hex()),
                 &s.snapshot,
-                if s.present_as.is_some() { "present" } else { "to copy" },
+                if s.present_as.is_some() { "present" } else { "to_copy" },
             )).collect::<Vec<_>>(),
             "snapshots_to_copy": plan.to_copy().count(),
             "snapshots_present": plan.snapshots.len() - plan.to_copy().count(),

@@ -7,12 +7,12 @@ use clap::Args;
 use super::GlobalOptions;
 use super::cluster_arg::ClusterArg;
 use super::format;
-use crate::archive::window::{self, ClusterWal, Point, Window};
+use crate::archive::window::{self, ClusterWal, Window};
 use crate::clock::format_utc;
 use crate::error::Result;
 use crate::report::data::Space;
 use crate::report::text::wal_lines;
-use crate::restore::select::format_time_us;
+use crate::verify::report::WindowRef;
 
 #[derive(Args, Debug, Clone)]
 #[command(after_help = "\
@@ -112,12 +112,14 @@ pub fn run(global: &GlobalOptions, args: &InfoArgs) -> Result<()> {
                 "names": c.names,
                 "snapshots": c.snapshots,
                 "first": format_utc(c.first_ns / 1_000_000_000),
+                "first_ns": c.first_ns,
                 "last": format_utc(c.last_ns / 1_000_000_000),
+                "last_ns": c.last_ns,
                 "postgres_versions": c.versions,
                 "wal": c.wal.iter().map(|(tli, (a, b))| serde_json::json!({
                     "timeline": tli, "first": a, "last": b,
                 })).collect::<Vec<_>>(),
-                "timelines": wal.get(sysid).map(wal_json),
+                "timelines": wal.get(sysid).map_or_else(|| serde_json::json!([]), wal_json),
             })).collect::<Vec<_>>(),
             "archives_without_snapshots": wal.values()
                 .filter(|w| !clusters.contains_key(&w.system_identifier))
@@ -193,23 +195,9 @@ pub fn run(global: &GlobalOptions, args: &InfoArgs) -> Result<()> {
     Ok(())
 }
 
-fn point_json(point: &Point) -> serde_json::Value {
-    serde_json::json!({
-        "lsn": point.lsn.to_string(),
-        "time": format_time_us(point.time_us),
-        "time_us": point.time_us,
-        "time_approximate": point.approximate,
-    })
-}
-
-/// A recoverable window for `--json`.
+/// A recoverable window for `--json`: as `verify --json` gives it.
 pub(super) fn window_json(w: &Window) -> serde_json::Value {
-    serde_json::json!({
-        "snapshot": w.snapshot.to_hex(),
-        "earliest": point_json(&w.earliest),
-        "latest": point_json(&w.latest),
-        "last_segment": w.last_segment,
-    })
+    serde_json::json!(WindowRef::from(w))
 }
 
 /// A cluster's WAL for `--json`: per timeline, segments, runs, gaps and windows.

@@ -28,6 +28,9 @@ translation and reads no chunk the target has, and backups into either deduplica
 copies. The price: whoever holds either repository's password can tell which chunks the two
 share, so the target's storage is no longer independent of the source's (see SECURITY.md).
 
+`--json` prints the repository's id, first key, settings and the storage guarantees the
+probe found (docs/json.md), e.g. `pgcairn init --json | jq .storage.conditional_create_works`.
+
 The location must be empty or not exist. Keep the password safe: without it (or another key
 added with `pgcairn key add`) the backups cannot be read by anyone, including you.")]
 pub struct InitArgs {
@@ -71,6 +74,11 @@ pub struct InitArgs {
         requires = "copy_chunker_params_from"
     )]
     pub from_password_file: Option<std::path::PathBuf>,
+
+    /// Print the new repository (id, first key, settings, the storage guarantees found) as
+    /// one JSON object (docs/json.md).
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// The repository whose chunker parameters and keys `init` shares: its chunker parameters
@@ -141,7 +149,7 @@ pub fn run(global: &GlobalOptions, args: &InitArgs) -> Result<()> {
     }
     // Before the password prompt: bad credentials or a missing bucket fail at once.
     let guarantees = storage.probe()?;
-    if !global.quiet {
+    if !global.quiet && !args.json {
         println!("storage {}", guarantees);
     }
     if !guarantees.conditional_create_works {
@@ -160,7 +168,26 @@ pub fn run(global: &GlobalOptions, args: &InitArgs) -> Result<()> {
         chunk_keys,
     };
     let repo = Repository::init(storage, &password, &options, RandomSource::System)?;
-    if !global.quiet {
+    if args.json {
+        let config = repo.config();
+        let value = serde_json::json!({
+            "repository": repo.storage().location(),
+            "id": config.id.to_hex(),
+            "format_version": config.version,
+            "key": repo.key_in_use().to_hex(),
+            "compression_level": config.compression_level,
+            "pack_size": config.pack_size,
+            "chunker": config.chunker,
+            "chunker_shared": args.copy_chunker_params_from.is_some(),
+            "storage": {
+                "service": guarantees.service.id(),
+                "publishes_whole": guarantees.service.publishes_whole(),
+                "create_new": guarantees.create_new.id(),
+                "conditional_create_works": guarantees.conditional_create_works,
+            },
+        });
+        println!("{value}");
+    } else if !global.quiet {
         println!(
             "created pgcairn repository {} at {}",
             repo.config().id.short(),

@@ -6,6 +6,7 @@ use clap::{Args, Subcommand};
 
 use super::{GlobalOptions, password};
 use crate::error::Result;
+use crate::repo::id::KeyId;
 
 #[derive(Subcommand, Debug, Clone)]
 pub enum KeyCommand {
@@ -21,10 +22,11 @@ opens the repository; the new one is read from --new-password-file or asked twic
 
     /// List the keys: id, creation time, host and user that created each.
     #[command(after_help = "\
-Example:
+Examples:
   pgcairn key list --repo /backup/pgcairn --password-file ~/.pgcairn-pass
+  pgcairn key list --json | jq -r '.keys[] | select(.in_use | not) | .id'
 
-The key this command was opened with is marked with '*'.")]
+The key this command was opened with is marked with '*' (`in_use` in --json).")]
     List(ListArgs),
 
     /// Remove a key (by id or a unique prefix of it).
@@ -51,11 +53,15 @@ pub struct NewPasswordArgs {
     /// Read the new password from the first line of this file.
     #[arg(long, value_name = "FILE")]
     pub new_password_file: Option<PathBuf>,
+
+    /// Print the ids of the key added and the key removed as one JSON object (docs/json.md).
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug, Clone)]
 pub struct ListArgs {
-    /// Print JSON for scripts.
+    /// Print one JSON object for scripts: {"keys": [...]} (docs/json.md).
     #[arg(long)]
     pub json: bool,
 }
@@ -64,6 +70,32 @@ pub struct ListArgs {
 pub struct RemoveArgs {
     /// Key id, or a unique prefix of it.
     pub id: String,
+
+    /// Print the id of the key removed as one JSON object (docs/json.md).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// What `key add`, `key passwd` and `key remove` changed, for people or as JSON (one shape for
+/// the three, so that a script handles them alike).
+fn report_change(global: &GlobalOptions, json: bool, added: Option<KeyId>, removed: Option<KeyId>) {
+    if json {
+        let value = serde_json::json!({
+            "added": added.map(|id| id.to_hex()),
+            "removed": removed.map(|id| id.to_hex()),
+        });
+        println!("{value}");
+        return;
+    }
+    if global.quiet {
+        return;
+    }
+    match (added, removed) {
+        (Some(new), Some(old)) => println!("replaced key {} by key {}", old.short(), new.short()),
+        (Some(new), None) => println!("added key {}", new.short()),
+        (None, Some(old)) => println!("removed key {}", old.short()),
+        (None, None) => {}
+    }
 }
 
 pub fn run(global: &GlobalOptions, command: &KeyCommand) -> Result<()> {
@@ -72,45 +104,39 @@ pub fn run(global: &GlobalOptions, command: &KeyCommand) -> Result<()> {
         KeyCommand::Add(args) => {
             let new = password::new(args.new_password_file.as_deref(), "new password")?;
             let id = repo.add_key(&new, password::kdf_for_new_key()?)?;
-            if !global.quiet {
-                println!("added key {}", id.short());
-            }
+            report_change(global, args.json, Some(id), None);
         }
         KeyCommand::Passwd(args) => {
             let new = password::new(args.new_password_file.as_deref(), "new password")?;
             let old = repo.key_in_use();
             let id = repo.change_password(&new, password::kdf_for_new_key()?)?;
-            if !global.quiet {
-                println!("replaced key {} by key {}", old.short(), id.short());
-            }
+            report_change(global, args.json, Some(id), Some(old));
         }
         KeyCommand::Remove(args) => {
             let id = repo.find_key(&args.id)?;
             repo.remove_key(&id)?;
-            if !global.quiet {
-                println!("removed key {}", id.short());
-            }
+            report_change(global, args.json, None, Some(id));
         }
         KeyCommand::List(args) => {
             let keys = repo.list_keys()?;
             if args.json {
+                // Every key has every field: null where its description did not decrypt.
                 let rows: Vec<serde_json::Value> = keys
                     .iter()
                     .map(|k| {
-                        let mut row =
-                            serde_json::json!({ "id": k.id.to_hex(), "in_use": k.in_use });
-                        match &k.description {
-                            Ok(d) => {
-                                row["created"] = d.created.into();
-                                row["hostname"] = d.hostname.clone().into();
-                                row["username"] = d.username.clone().into();
-                            }
-                            Err(e) => row["error"] = e.clone().into(),
-                        }
-                        row
+                        let d = k.description.as_ref().ok();
+                        serde_json::json!({
+                            "id": k.id.to_hex(),
+                            "in_use": k.in_use,
+                            "created": d.map(|d| crate::clock::format_utc(d.created)),
+                            "created_ns": d.map(|d| d.created.saturating_mul(1_000_000_000)),
+                            "hostname": d.map(|d| &d.hostname),
+                            "username": d.map(|d| &d.username),
+                            "error": k.description.as_ref().err(),
+                        })
                     })
                     .collect();
-                println!("{}", serde_json::Value::Array(rows));
+                println!("{}", serde_json::json!({ "keys": rows }));
             } else {
                 println!("  {:<10} {:<20} {:<24} user", "id", "created (UTC)", "host");
                 for k in keys {

@@ -13,7 +13,6 @@ use super::GlobalOptions;
 use super::format;
 use super::policy_args::{self, PolicyArgs};
 use super::progress::Progress;
-use crate::clock::format_utc;
 use crate::error::{Error, Result};
 use crate::prune::duration::Duration;
 use crate::prune::gc::GcOptions;
@@ -62,7 +61,7 @@ pub struct PruneArgs {
     #[arg(long, short = 'n')]
     pub dry_run: bool,
 
-    /// Print the report as JSON.
+    /// Print the report as one JSON object on stdout (docs/json.md).
     #[arg(long)]
     pub json: bool,
 }
@@ -117,7 +116,7 @@ pub fn run(global: &GlobalOptions, args: &PruneArgs) -> Result<()> {
     progress.lock().unwrap_or_else(|p| p.into_inner()).finish();
     let report = report?;
     if args.json {
-        let json = serde_json::to_string_pretty(&report)
+        let json = serde_json::to_string(&report)
             .map_err(|e| Error::internal(format!("prune report as JSON: {e}")))?;
         println!("{json}");
     } else if !global.quiet {
@@ -200,12 +199,7 @@ fn human(report: &PruneReport) -> String {
             } else {
                 verb("forgot", "would forget")
             };
-            let _ = writeln!(
-                out,
-                "  {}  {} UTC  {what}",
-                s.id.short(),
-                format_utc(s.started_ns / 1_000_000_000)
-            );
+            let _ = writeln!(out, "  {}  {} UTC  {what}", s.id.short(), s.time);
         }
     }
     let forgotten = report.snapshots.iter().filter(|s| !s.keep).count();
@@ -258,9 +252,8 @@ fn human(report: &PruneReport) -> String {
         p.delete.len(),
         p.waiting.len(),
         format::bytes(sum(&p.waiting)),
-        p.next_deletion_ns.map_or(String::new(), |t| format!(
-            ", deletable from {} UTC by the next prune",
-            format_utc(t / 1_000_000_000)
+        p.next_deletion.as_ref().map_or(String::new(), |t| format!(
+            ", deletable from {t} UTC by the next prune"
         )),
         p.recover.len(),
         verb("taken back into use", "to take back into use")

@@ -1,9 +1,9 @@
 //! `pgcairn restore`: rebuild a data directory from a snapshot and configure recovery.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use clap::{ArgGroup, Args, ValueEnum};
 
@@ -19,9 +19,10 @@ use crate::pg::target::{parse_target_name, parse_target_time, parse_target_xid};
 use crate::pg::wal::{self, Lsn};
 use crate::repo::IndexedRepository;
 use crate::repo::cluster::ClusterSelector;
-use crate::repo::snapshot::PostgresBackup;
+use crate::repo::id::SnapshotId;
+use crate::repo::snapshot::{PostgresBackup, Snapshot};
 use crate::restore::select::{self, Aim, Candidate, WalEnd, WalPlan};
-use crate::restore::{self, RestoreRequest};
+use crate::restore::{self, RestoreReport, RestoreRequest};
 
 #[derive(Args, Debug, Clone)]
 #[command(
@@ -33,6 +34,7 @@ Examples:
   pgcairn restore --pgdata /var/lib/postgresql/15/restored
   pgcairn restore --pgdata /srv/pg --target-time '2026-11-21 12:00:00+00' --target-action promote
   pgcairn restore --preview --target-lsn 0/5000060 --json
+  pgcairn restore --pgdata /srv/pg --target-immediate --json | jq .restored.bytes
   pgcairn restore 3c44142e --pgdata /srv/pg --target-immediate --target-action promote
   pgcairn restore --pgdata /srv/pg --target-name 'before upgrade' --cluster sales
   pgcairn restore latest --pgdata /srv/pg --delta --tablespace-map /mnt/ts1=/srv/ts1
@@ -53,7 +55,9 @@ time with an offset or zone (without one, this machine's local time) and is writ
 the server's timezone setting cannot change its meaning.
 
 --preview prints the plan (snapshot, WAL to replay and whether the archive has all of it,
-bytes to fetch, the recovery settings as they would be written) and changes nothing.
+bytes to fetch, the recovery settings as they would be written) and changes nothing. --json
+prints the plan as one object (docs/json.md), after a restore with `restored` (files and bytes
+written, seconds); with --preview, `restored` is null.
 
 The directory (and each tablespace directory) must be missing or empty, unless --delta is
 given: then files whose chunks already match are left alone, others rewritten, and anything
@@ -133,8 +137,9 @@ pub struct RestoreArgs {
     #[arg(long)]
     pub preview: bool,
 
-    /// With --preview: the plan as one JSON object.
-    #[arg(long, requires = "preview")]
+    /// Print the plan as one JSON object on stdout, after a restore with what it wrote
+    /// (docs/json.md).
+    #[arg(long)]
     pub json: bool,
 
     /// Whether the restored server keeps archive_mode.
@@ -477,49 +482,85 @@ fn describe_end(plan: &Plan) -> String {
     }
 }
 
+/// A snapshot as `restore --json` and `verify --restore-test --json` name it.
+pub(super) fn snapshot_json(
+    id: &SnapshotId,
+    snapshot: &Snapshot,
+    pg: &PostgresBackup,
+) -> serde_json::Value {
+    serde_json::json!({
+        "id": id.to_hex(),
+        "time": format_utc(snapshot.started_ns / 1_000_000_000),
+        "started_ns": snapshot.started_ns,
+        "finished": format_utc(snapshot.finished_ns / 1_000_000_000),
+        "finished_ns": snapshot.finished_ns,
+        "postgres_version": pg.server_version_num,
+        "system_identifier": pg.system_identifier.to_string(),
+        "cluster_name": pg.cluster_name,
+        "timeline": pg.timeline,
+        "start_lsn": Lsn(pg.start_lsn).to_string(),
+        "stop_lsn": Lsn(pg.stop_lsn).to_string(),
+        "bad_pages": pg.bad_pages.len(),
+    })
+}
+
+/// Segments of the plan's WAL that only the snapshot holds (not archived).
+fn in_snapshot_only(plan: &Plan) -> usize {
+    plan.wal
+        .segments
+        .iter()
+        .filter(|s| s.archived.is_none() && s.in_snapshot)
+        .count()
+}
+
+/// The plan, and what a restore did (None: a preview), for `--json`.
+fn plan_json(
+    plan: &Plan,
+    restored: Option<(&Path, &RestoreReport, Duration)>,
+) -> Result<serde_json::Value> {
+    let logical = plan.chosen.snapshot.summary.logical_bytes;
+    Ok(serde_json::json!({
+        "preview": restored.is_none(),
+        "snapshot": snapshot_json(&plan.chosen.id, plan.chosen.snapshot, plan.chosen.pg),
+        "wal": {
+            "first": plan.wal.first(),
+            "last": plan.wal.last(),
+            "segments": plan.wal.segments.len(),
+            "archived_segments": plan.wal.segments.iter().filter(|s| s.archived.is_some()).count(),
+            "in_snapshot_only": in_snapshot_only(plan),
+            "missing": plan.wal.missing,
+            "complete": plan.wal.missing.is_empty(),
+            "target_found": plan.wal.target_found,
+            "ends": describe_end(plan),
+        },
+        "bytes": {
+            "snapshot": logical,
+            "wal": plan.wal.archived_bytes,
+            "total": logical + plan.wal.archived_bytes,
+        },
+        "recovery_settings": recovery::settings_lines(&plan.recovery)?,
+        "restored": restored.map(|(pgdata, report, elapsed)| serde_json::json!({
+            "pgdata": pgdata.display().to_string(),
+            "files": report.files,
+            "bytes": report.bytes,
+            "bytes_written": report.bytes_written,
+            "bytes_kept": report.bytes_kept,
+            "removed": report.removed,
+            "seconds": elapsed.as_secs_f64(),
+        })),
+    }))
+}
+
 fn print_preview(plan: &Plan, json: bool) -> Result<()> {
+    if json {
+        println!("{}", plan_json(plan, None)?);
+        return Ok(());
+    }
     let settings = recovery::settings_lines(&plan.recovery)?;
     let pg = plan.chosen.pg;
     let snapshot = plan.chosen.snapshot;
     let logical = snapshot.summary.logical_bytes;
-    let in_snapshot_only = plan
-        .wal
-        .segments
-        .iter()
-        .filter(|s| s.archived.is_none() && s.in_snapshot)
-        .count();
-    if json {
-        let value = serde_json::json!({
-            "snapshot": {
-                "id": plan.chosen.id.to_hex(),
-                "time": format_utc(snapshot.started_ns / 1_000_000_000),
-                "finished": select::format_time_us(snapshot.finished_ns / 1000),
-                "system_identifier": pg.system_identifier.to_string(),
-                "timeline": pg.timeline,
-                "start_lsn": Lsn(pg.start_lsn).to_string(),
-                "stop_lsn": Lsn(pg.stop_lsn).to_string(),
-            },
-            "wal": {
-                "first": plan.wal.first(),
-                "last": plan.wal.last(),
-                "segments": plan.wal.segments.len(),
-                "archived_segments": plan.wal.segments.iter().filter(|s| s.archived.is_some()).count(),
-                "in_snapshot_only": in_snapshot_only,
-                "missing": plan.wal.missing,
-                "complete": plan.wal.missing.is_empty(),
-                "target_found": plan.wal.target_found,
-                "ends": describe_end(plan),
-            },
-            "bytes": {
-                "snapshot": logical,
-                "wal": plan.wal.archived_bytes,
-                "total": logical + plan.wal.archived_bytes,
-            },
-            "recovery_settings": settings,
-        });
-        println!("{value}");
-        return Ok(());
-    }
+    let in_snapshot_only = in_snapshot_only(plan);
     println!("restore plan (preview; nothing was changed)");
     println!(
         "  snapshot  {} taken {} UTC, cluster {}, timeline {}, LSN {} .. {} (consistent at {}, \
@@ -622,7 +663,10 @@ pub fn run(global: &GlobalOptions, args: &RestoreArgs) -> Result<()> {
     });
     progress.lock().unwrap_or_else(|e| e.into_inner()).finish();
     let report = report?;
-    if !global.quiet {
+    if args.json {
+        let restored = (request.pgdata.as_path(), &report, began.elapsed());
+        println!("{}", plan_json(&plan, Some(restored))?);
+    } else if !global.quiet {
         let pg = snapshot.postgres.as_ref();
         println!(
             "restored snapshot {} into {}: {} files, {} ({} written, {} already in place{}) in {}",

@@ -14,7 +14,6 @@ use super::progress::Progress;
 use crate::archive::window::WalIndex;
 use crate::clock::format_utc;
 use crate::error::{Error, ErrorKind, Result};
-use crate::pg::wal::Lsn;
 use crate::repo::IndexedRepository;
 use crate::repo::cluster::ClusterSelector;
 use crate::restore::select::{self, Aim, Candidate};
@@ -306,16 +305,7 @@ fn report_json(plan: &RestoreTestPlan, report: &RestoreTestReport) -> serde_json
         .collect();
     serde_json::json!({
         "passed": report.passed(),
-        "snapshot": {
-            "id": plan.id.to_hex(),
-            "time": format_utc(plan.snapshot.started_ns / 1_000_000_000),
-            "postgres_version": pg.server_version_num,
-            "system_identifier": pg.system_identifier.to_string(),
-            "timeline": pg.timeline,
-            "start_lsn": Lsn(pg.start_lsn).to_string(),
-            "stop_lsn": Lsn(pg.stop_lsn).to_string(),
-            "bad_pages": pg.bad_pages.len(),
-        },
+        "snapshot": super::restore::snapshot_json(&plan.id, plan.snapshot, pg),
         "server": {
             "bindir": plan.server.bindir.display().to_string(),
             "version": plan.server.version,

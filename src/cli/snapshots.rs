@@ -30,7 +30,7 @@ pub struct SnapshotsArgs {
     #[command(flatten)]
     pub cluster: ClusterArg,
 
-    /// One JSON array on stdout.
+    /// One JSON array on stdout (docs/json.md).
     #[arg(long)]
     pub json: bool,
 }

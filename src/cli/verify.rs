@@ -37,7 +37,7 @@ pub struct VerifyArgs {
     #[arg(long)]
     pub strict: bool,
 
-    /// One JSON object on stdout (docs/verify.md describes it).
+    /// One JSON object on stdout (docs/json.md, docs/verify.md describe it).
     #[arg(long)]
     pub json: bool,
 
@@ -313,7 +313,7 @@ fn count(n: usize, what: &str) -> String {
 
 fn point_text(p: &PointRef) -> String {
     let approx = if p.time_approximate { "~" } else { "" };
-    format!("{} at {approx}{}", p.lsn, p.time)
+    format!("{} at {approx}{} UTC", p.lsn, p.time)
 }
 
 fn window_text(w: &WindowRef) -> String {

@@ -57,6 +57,8 @@ pub struct GcPlan {
     pub waiting: Vec<PackSize>,
     /// When the first waiting pack may go, ns since the Unix epoch (if no lock holds it).
     pub next_deletion_ns: Option<i64>,
+    /// The same, as `YYYY-MM-DD HH:MM:SS` UTC.
+    pub next_deletion: Option<String>,
     /// Writers whose locks defer deletions.
     pub deferred_by: Vec<String>,
     /// Packs kept as they are.
@@ -188,6 +190,9 @@ pub fn plan(
     }
     plan.deferred_by = deferred_by.into_iter().collect();
     plan.deferred_by.sort();
+    plan.next_deletion = plan
+        .next_deletion_ns
+        .map(|t| crate::clock::format_utc(t.div_euclid(1_000_000_000)));
     for pack in plan
         .condemn
         .iter()

@@ -42,6 +42,8 @@ pub struct PruneOptions {
 pub struct SnapshotVerdict {
     #[serde(serialize_with = "crate::repo::id::serialize_hex")]
     pub id: SnapshotId,
+    /// When the backup started: `YYYY-MM-DD HH:MM:SS` UTC, and ns since the Unix epoch.
+    pub time: String,
     pub started_ns: i64,
     pub system_identifier: Option<SystemId>,
     pub keep: bool,
@@ -197,6 +199,7 @@ fn prune_locked(
             .zip(&verdicts)
             .map(|((id, s), v)| SnapshotVerdict {
                 id: *id,
+                time: crate::clock::format_utc(s.started_ns.div_euclid(1_000_000_000)),
                 started_ns: s.started_ns,
                 system_identifier: s.postgres.as_ref().map(|pg| SystemId(pg.system_identifier)),
                 keep: v.keep,

@@ -35,6 +35,19 @@ impl Service {
         }
     }
 
+    /// The service as scripts name it (`init --json`): its URL scheme, `local` for a path.
+    pub fn id(self) -> &'static str {
+        match self {
+            Service::Local => "local",
+            Service::Memory => "memory",
+            Service::S3 => "s3",
+            Service::Sftp => "sftp",
+            Service::Webdav => "webdav",
+            Service::Gcs => "gcs",
+            Service::Azblob => "azblob",
+        }
+    }
+
     /// Whether a write becomes visible under its name only once complete. Object stores
     /// publish an upload whole; SFTP and WebDAV servers write into the named file as bytes
     /// arrive, so writes there go to a staging name first and are renamed into place.

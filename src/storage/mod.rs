@@ -412,10 +412,10 @@ impl Storage {
         Ok(Guarantees {
             service: self.service,
             create_new: match (self.local_root.is_some(), self.conditional_create) {
-                (true, _) => "link(2), never replaces",
-                (false, true) if refused => "conditional write (If-None-Match), honoured",
-                (false, true) => "conditional write IGNORED by the server; checked by read-back",
-                (false, false) => "not offered by the backend; check, write, read-back",
+                (true, _) => CreateNew::Link,
+                (false, true) if refused => CreateNew::Conditional,
+                (false, true) => CreateNew::ConditionalIgnored,
+                (false, false) => CreateNew::ReadBack,
             },
             conditional_create_works: refused
                 && (self.local_root.is_some() || self.conditional_create),
@@ -511,8 +511,7 @@ impl Storage {
 #[derive(Debug, Clone)]
 pub struct Guarantees {
     pub service: Service,
-    /// How [`Storage::create_new`] keeps a second writer from replacing an object.
-    pub create_new: &'static str,
+    pub create_new: CreateNew,
     /// Whether a racing second writer is refused by the backend itself (rather than found
     /// out afterwards by reading back).
     pub conditional_create_works: bool,
@@ -529,8 +528,44 @@ impl std::fmt::Display for Guarantees {
             } else {
                 "staged and renamed into place"
             },
-            self.create_new
+            self.create_new.describe()
         )
+    }
+}
+
+/// How [`Storage::create_new`] keeps a second writer from replacing an object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CreateNew {
+    /// A local directory: published with link(2), which never replaces.
+    Link,
+    /// A conditional write (If-None-Match) that the server honoured in the probe.
+    Conditional,
+    /// A conditional write the server ignored in the probe: a read-back finds a second writer.
+    ConditionalIgnored,
+    /// The backend offers no conditional write: check, write, read back.
+    ReadBack,
+}
+
+impl CreateNew {
+    /// The name scripts see (`init --json`).
+    pub fn id(self) -> &'static str {
+        match self {
+            CreateNew::Link => "link",
+            CreateNew::Conditional => "conditional_write",
+            CreateNew::ConditionalIgnored => "conditional_write_ignored",
+            CreateNew::ReadBack => "read_back",
+        }
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            CreateNew::Link => "link(2), never replaces",
+            CreateNew::Conditional => "conditional write (If-None-Match), honoured",
+            CreateNew::ConditionalIgnored => {
+                "conditional write IGNORED by the server; checked by read-back"
+            }
+            CreateNew::ReadBack => "not offered by the backend; check, write, read-back",
+        }
     }
 }
 

@@ -8,7 +8,6 @@ use crate::clock::format_utc;
 use crate::repo::id::{BlobId, IndexId, KeyId, PackId, SnapshotId};
 use crate::repo::pack::BlobType;
 use crate::repo::snapshot::Snapshot;
-use crate::restore::select::format_time_us;
 
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct VerifyReport {
@@ -296,6 +295,7 @@ impl From<&Window> for WindowRef {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct PointRef {
     pub lsn: String,
+    /// `YYYY-MM-DD HH:MM:SS` in UTC, as every time in pgcairn's JSON.
     pub time: String,
     pub time_us: i64,
     /// The time is when the last file was archived, not a commit's.
@@ -306,7 +306,7 @@ impl From<&Point> for PointRef {
     fn from(p: &Point) -> Self {
         PointRef {
             lsn: p.lsn.to_string(),
-            time: format_time_us(p.time_us),
+            time: format_utc(p.time_us.div_euclid(1_000_000)),
             time_us: p.time_us,
             time_approximate: p.approximate,
         }

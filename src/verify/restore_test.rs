@@ -503,7 +503,7 @@ impl Shutdown {
             Shutdown::Fast => "fast",
             Shutdown::Immediate => "immediate",
             Shutdown::Killed => "killed",
-            Shutdown::AlreadyStopped => "already stopped",
+            Shutdown::AlreadyStopped => "already_stopped",
         }
     }
 }

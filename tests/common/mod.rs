@@ -3,6 +3,7 @@
 
 pub mod archiving;
 pub mod cairn;
+pub mod json_schema;
 pub mod pg;
 pub mod pitr;
 pub mod servers;
