@@ -185,24 +185,11 @@ mod tests {
     use super::*;
 
     fn backup(system_identifier: u64, name: Option<&str>) -> PostgresBackup {
-        PostgresBackup {
-            server_version_num: 150000,
-            system_identifier,
-            pgdata: b"/srv/pg".to_vec(),
-            timeline: 1,
-            start_lsn: 0x0100_0028,
-            stop_lsn: 0x0100_0100,
-            start_wal: "000000010000000000000001".into(),
-            stop_wal: "000000010000000000000001".into(),
-            wal_segment_size: 16 << 20,
-            backup_label: Vec::new(),
-            tablespace_map: None,
-            data_checksums: true,
-            tablespaces: Vec::new(),
-            bad_pages: Vec::new(),
-            wal_missing: Vec::new(),
-            cluster_name: name.map(str::to_owned),
-        }
+        let (_, snapshot) = crate::archive::window::tests::snapshot(1, 1, 1, 1, 100);
+        let mut pg = snapshot.postgres.unwrap();
+        pg.system_identifier = system_identifier;
+        pg.cluster_name = name.map(str::to_owned);
+        pg
     }
 
     fn select(text: &str) -> ClusterSelector {
