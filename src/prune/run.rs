@@ -1,7 +1,7 @@
 //! One prune, start to end, in the order format-spec §13 proves safe: forget snapshots and
 //! expire WAL (the user's decisions), then walk what is left, then collect packs.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 
 use serde::Serialize;
 
@@ -94,17 +94,16 @@ pub fn prune(
     })
 }
 
-/// The verdicts on `snapshots`: `decide`'s for those of the clusters `selector` names (all
-/// without one); the others are kept.
+/// The verdicts on `snapshots`: `decide`'s for those of the clusters in `scope` (all without
+/// one); the others are kept, for `selector`.
 fn judge(
     snapshots: &[(SnapshotId, Snapshot)],
-    selector: Option<&ClusterSelector>,
+    scope: Option<(&ClusterSelector, &BTreeSet<u64>)>,
     decide: &Decide<'_>,
 ) -> Result<Vec<Verdict>> {
-    let Some(selector) = selector else {
+    let Some((selector, scope)) = scope else {
         return decide(snapshots);
     };
-    let scope = selector.system_ids(snapshots.iter().filter_map(|(_, s)| s.postgres.as_ref()))?;
     let in_scope = |s: &Snapshot| {
         s.postgres
             .as_ref()
@@ -178,7 +177,16 @@ fn prune_locked(
     let snapshots = repo.load_snapshots()?;
     let catalogue = repo.wal_catalogue()?;
 
-    let verdicts = judge(&snapshots, options.cluster.as_ref(), decide)?;
+    // `--cluster`: the system identifiers it names, judged and expired alone.
+    let scope = match &options.cluster {
+        Some(selector) => Some((
+            selector,
+            selector.system_ids(snapshots.iter().filter_map(|(_, s)| s.postgres.as_ref()))?,
+        )),
+        None => None,
+    };
+    let scope = scope.as_ref().map(|(selector, ids)| (*selector, ids));
+    let verdicts = judge(&snapshots, scope, decide)?;
     let kept: Vec<&Snapshot> = snapshots
         .iter()
         .zip(&verdicts)
@@ -187,10 +195,8 @@ fn prune_locked(
         .collect();
     let histories = crate::archive::read_histories(repo, &catalogue)?;
     let mut expired = super::wal::expire(&kept, &catalogue, &histories, options.wal_cutoff_ns);
-    if let Some(selector) = &options.cluster {
-        let scope =
-            selector.system_ids(snapshots.iter().filter_map(|(_, s)| s.postgres.as_ref()))?;
-        expired.retain(|e| scope.contains(&e.system_identifier));
+    if let Some((_, ids)) = scope {
+        expired.retain(|e| ids.contains(&e.system_identifier));
     }
     let mut report = PruneReport {
         dry_run: options.dry_run,
