@@ -12,10 +12,12 @@ use common::cairn::{Cairn, assert_code, assert_success, u64_field};
 /// One sample: metric name, labels, value.
 type Sample = (String, BTreeMap<String, String>, f64);
 
-/// Parses the text format strictly: every sample's metric has HELP and TYPE lines before it,
-/// names and labels are well formed, values are floats, nothing else is there.
+/// Parses the text format strictly: every sample's metric has HELP and TYPE lines before it
+/// and its samples follow them as one group, names and labels are well formed, values are
+/// floats, nothing else is there.
 fn parse(text: &str) -> Vec<Sample> {
     let mut typed = BTreeMap::new();
+    let mut current = String::new();
     let mut samples = Vec::new();
     let name_ok = |n: &str| {
         !n.is_empty()
@@ -36,6 +38,7 @@ fn parse(text: &str) -> Vec<Sample> {
                 typed.insert(name.to_string(), ()).is_none(),
                 "TYPE of {name} twice"
             );
+            current = name.to_string();
             continue;
         }
         assert!(!line.starts_with('#'), "unexpected comment {line:?}");
@@ -59,6 +62,10 @@ fn parse(text: &str) -> Vec<Sample> {
         assert!(
             typed.contains_key(name),
             "{name} sampled before its TYPE line"
+        );
+        assert_eq!(
+            name, current,
+            "a sample of {name} outside its family's group"
         );
         samples.push((name.to_string(), labels, value));
     }

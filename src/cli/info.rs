@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 use clap::Args;
 
 use super::GlobalOptions;
-use super::cluster_arg::ClusterArg;
+use super::cluster_arg::{ClusterArg, Selection};
 use super::format;
-use crate::archive::window::{self, ClusterWal, Window};
+use crate::archive::window::{ClusterWal, Window};
 use crate::clock::format_utc;
 use crate::error::Result;
 use crate::report::data::Space;
@@ -55,15 +55,14 @@ struct ClusterSummary {
 
 pub fn run(global: &GlobalOptions, args: &InfoArgs) -> Result<()> {
     let repo = global.open_indexed()?;
-    let catalogue = repo.wal_catalogue()?;
-    let snapshots = repo.load_snapshots()?;
-    let histories = crate::archive::read_histories(&repo, &catalogue)?;
-    let selected = args.cluster.filter(snapshots.clone())?;
-    let wal: BTreeMap<u64, ClusterWal> = window::clusters(&snapshots, &catalogue, &histories)
-        .into_iter()
-        .filter(|c| args.cluster.includes_wal_of(c.system_identifier, &selected))
-        .map(|c| (c.system_identifier, c))
-        .collect();
+    let Selection {
+        all: snapshots,
+        selected,
+        clusters: wal,
+        ..
+    } = args.cluster.read(&repo)?;
+    let wal: BTreeMap<u64, ClusterWal> =
+        wal.into_iter().map(|c| (c.system_identifier, c)).collect();
     let space = Space::measure(&repo, &snapshots)?;
     let (data, metadata) = (space.data, space.metadata);
     let (dedup, compression) = (space.dedup_ratio(), space.compression_ratio());

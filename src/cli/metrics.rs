@@ -9,9 +9,9 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::GlobalOptions;
-use super::cluster_arg::ClusterArg;
+use super::cluster_arg::{ClusterArg, Selection};
 use super::output::write_atomically;
-use crate::archive::window::{self, ClusterWal};
+use crate::archive::window::ClusterWal;
 use crate::clock::now_ns;
 use crate::error::{Error, Result};
 use crate::repo::id::SnapshotId;
@@ -62,7 +62,7 @@ pub fn run(global: &GlobalOptions, args: &MetricsArgs) -> Result<()> {
                 &[],
                 secs(now),
             );
-            (text.0, Err(e))
+            (text.text(), Err(e))
         }
     };
     match &args.output {
@@ -83,13 +83,13 @@ fn secs(ns: i64) -> f64 {
 
 fn exposition(global: &GlobalOptions, args: &MetricsArgs, now: i64) -> Result<String> {
     let repo = global.open_indexed()?;
-    let catalogue = repo.wal_catalogue()?;
-    let snapshots = repo.load_snapshots()?;
-    let histories = crate::archive::read_histories(&repo, &catalogue)?;
+    let Selection {
+        catalogue,
+        all: snapshots,
+        selected,
+        clusters: wal,
+    } = args.cluster.read(&repo)?;
     let totals = Space::measure(&repo, &snapshots)?;
-    let selected = args.cluster.filter(snapshots.clone())?;
-    let mut wal = window::clusters(&snapshots, &catalogue, &histories);
-    wal.retain(|c| args.cluster.includes_wal_of(c.system_identifier, &selected));
 
     let mut out = Exposition::default();
     out.gauge("pgcairn_up", UP_HELP, &[], 1.0);
@@ -126,7 +126,7 @@ fn exposition(global: &GlobalOptions, args: &MetricsArgs, now: i64) -> Result<St
             .collect();
         archive_metrics(&mut out, &labels, &entries, cluster, now);
     }
-    Ok(out.0)
+    Ok(out.text())
 }
 
 fn repository_metrics(out: &mut Exposition, totals: &Space, snapshots: usize) {
@@ -342,25 +342,46 @@ fn archive_metrics(
     );
 }
 
-/// Prometheus text format: each metric's HELP and TYPE once, before its first sample.
+/// Prometheus text format: each metric's HELP and TYPE once, then all its samples together
+/// (the format wants a family's lines as one group, also when clusters interleave them).
 #[derive(Default)]
-struct Exposition(String);
+struct Exposition {
+    /// Metric families in the order first met: name, HELP line text, sample lines.
+    families: Vec<(String, String, Vec<String>)>,
+}
 
 impl Exposition {
     fn gauge(&mut self, name: &str, help: &str, labels: &[(&str, &str)], value: f64) {
-        if !self.0.contains(&format!("# TYPE {name} gauge\n")) {
-            let _ = writeln!(self.0, "# HELP {name} {}", help.replace('\\', "\\\\"));
-            let _ = writeln!(self.0, "# TYPE {name} gauge");
-        }
-        self.0.push_str(name);
+        let index = match self.families.iter().position(|(n, _, _)| n == name) {
+            Some(index) => index,
+            None => {
+                let help = help.replace('\\', "\\\\");
+                self.families.push((name.to_owned(), help, Vec::new()));
+                self.families.len() - 1
+            }
+        };
+        let mut sample = name.to_owned();
         if !labels.is_empty() {
             let pairs: Vec<String> = labels
                 .iter()
                 .map(|(k, v)| format!("{k}=\"{}\"", escape_label(v)))
                 .collect();
-            let _ = write!(self.0, "{{{}}}", pairs.join(","));
+            let _ = write!(sample, "{{{}}}", pairs.join(","));
         }
-        let _ = writeln!(self.0, " {}", number(value));
+        let _ = write!(sample, " {}", number(value));
+        self.families[index].2.push(sample);
+    }
+
+    fn text(&self) -> String {
+        let mut out = String::new();
+        for (name, help, samples) in &self.families {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} gauge");
+            for sample in samples {
+                let _ = writeln!(out, "{sample}");
+            }
+        }
+        out
     }
 }
 
@@ -385,13 +406,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn help_and_type_come_once_and_labels_are_escaped() {
+    fn help_and_type_come_once_samples_group_and_labels_are_escaped() {
         let mut out = Exposition::default();
         out.gauge("m", "a metric", &[("cluster", "a\"b\\c\nd")], 1.0);
+        out.gauge("n", "another", &[], 3.0);
         out.gauge("m", "a metric", &[("cluster", "x")], 2.5);
         assert_eq!(
-            out.0,
-            "# HELP m a metric\n# TYPE m gauge\nm{cluster=\"a\\\"b\\\\c\\nd\"} 1\nm{cluster=\"x\"} 2.5\n"
+            out.text(),
+            "# HELP m a metric\n# TYPE m gauge\nm{cluster=\"a\\\"b\\\\c\\nd\"} 1\nm{cluster=\"x\"} 2.5\n\
+             # HELP n another\n# TYPE n gauge\nn 3\n"
         );
     }
 

@@ -3,7 +3,7 @@
 use clap::Args;
 
 use super::GlobalOptions;
-use super::cluster_arg::ClusterArg;
+use super::cluster_arg::{ClusterArg, Selection};
 use super::format;
 use crate::archive::window::{self, WalIndex};
 use crate::clock::format_utc;
@@ -37,9 +37,13 @@ pub struct SnapshotsArgs {
 
 pub fn run(global: &GlobalOptions, args: &SnapshotsArgs) -> Result<()> {
     let repo = global.open_indexed()?;
-    let catalogue = repo.wal_catalogue()?;
+    let Selection {
+        catalogue,
+        selected: snapshots,
+        clusters,
+        ..
+    } = args.cluster.read(&repo)?;
     let archive = WalIndex::new(&catalogue);
-    let snapshots = args.cluster.filter(repo.load_snapshots()?)?;
     // Segments a snapshot needs that neither it nor the archive has: not restorable.
     let missing = |s: &Snapshot| -> Vec<String> {
         s.postgres
@@ -47,12 +51,6 @@ pub fn run(global: &GlobalOptions, args: &SnapshotsArgs) -> Result<()> {
             .map(|pg| window::missing_wal(pg, &archive))
             .unwrap_or_default()
     };
-    let histories = crate::archive::read_histories(&repo, &catalogue)?;
-    let mut clusters = window::clusters(&snapshots, &catalogue, &histories);
-    clusters.retain(|c| {
-        args.cluster
-            .includes_wal_of(c.system_identifier, &snapshots)
-    });
     if args.json {
         let list: Vec<serde_json::Value> = snapshots
             .iter()

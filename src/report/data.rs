@@ -5,7 +5,7 @@
 
 use super::text::status;
 use crate::archive::window::{self, ClusterWal, WalIndex};
-use crate::cli::cluster_arg::ClusterArg;
+use crate::cli::cluster_arg::{ClusterArg, Selection};
 use crate::error::Result;
 use crate::repo::IndexedRepository;
 use crate::repo::cache::BlobTotals;
@@ -133,13 +133,13 @@ pub fn gather(
     select: &ClusterArg,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Overview> {
-    let catalogue = repo.wal_catalogue()?;
-    let all = repo.load_snapshots()?;
-    let histories = crate::archive::read_histories(repo, &catalogue)?;
-    let mut clusters = window::clusters(&all, &catalogue, &histories);
+    let Selection {
+        catalogue,
+        all,
+        selected: snapshots,
+        clusters,
+    } = select.read(repo)?;
     let space = Space::measure(repo, &all)?;
-    let snapshots = select.filter(all)?;
-    clusters.retain(|c| select.includes_wal_of(c.system_identifier, &snapshots));
     let archive = WalIndex::new(&catalogue);
     let mut unreadable = Vec::new();
     let mut facts = Vec::with_capacity(snapshots.len());
