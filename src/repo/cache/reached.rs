@@ -56,16 +56,16 @@ impl IndexCache {
         {
             let mut stmt =
                 tx.prepare_cached("INSERT OR IGNORE INTO reached (id, type) VALUES (?1, ?2)")?;
+            let mut sizes_of = tx.prepare_cached(
+                "SELECT raw_len, stored_len FROM blobs WHERE id = ?1 AND type = ?2 LIMIT 1",
+            )?;
             for id in ids.iter() {
                 let added = stmt.execute(params![id.as_bytes(), blob_type.code()])? == 1;
                 let Some(totals) = first.as_deref_mut().filter(|_| added) else {
                     continue;
                 };
                 totals.blobs += 1;
-                let sizes = tx
-                    .prepare_cached(
-                        "SELECT raw_len, stored_len FROM blobs WHERE id = ?1 AND type = ?2 LIMIT 1",
-                    )?
+                let sizes = sizes_of
                     .query_row(params![id.as_bytes(), blob_type.code()], |r| {
                         Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64))
                     })
