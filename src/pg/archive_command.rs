@@ -3,8 +3,6 @@
 //! with which arguments; a command that needs more (variables, substitutions, subshells) is
 //! opaque, and [`simple_commands`] says so instead of guessing.
 
-use std::path::Path;
-
 /// One simple command: `NAME=value` assignments, then the words it runs.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SimpleCommand {
@@ -121,7 +119,9 @@ pub fn invocation_of(commands: &[SimpleCommand], name: &str) -> Option<Invocatio
             }
         }
         let program = words.next()?;
-        (Path::new(program).file_name()? == name).then(|| Invocation {
+        // The text after the last `/`, as the shell takes it: `Path::file_name` would also
+        // accept `pgcairn/`, which names a directory, not the program.
+        (program.rsplit('/').next() == Some(name)).then(|| Invocation {
             program: program.clone(),
             env,
             args: words.cloned().collect(),
@@ -297,6 +297,9 @@ mod tests {
         assert_eq!(found.args, ["archive-push", "%p"]);
 
         let commands = simple_commands("R=1 pgcairn-wrapper %p; cp %p /x").unwrap();
+        assert_eq!(invocation_of(&commands, "pgcairn"), None);
+        // A trailing slash names a directory, which the shell cannot run (found by fuzzing).
+        let commands = simple_commands("'pgcairn'/ archive-push %p").unwrap();
         assert_eq!(invocation_of(&commands, "pgcairn"), None);
     }
 }
