@@ -11,7 +11,7 @@ FUZZ_SECONDS="${FUZZ_SECONDS:-20}"
 FUZZ_TIMEOUT="${FUZZ_TIMEOUT:-10}"
 ALL_TARGETS=(blob_envelope pack_header index_file snapshot tree key_file config wal_entry
     wal_file_name timeline_history wal_page_header wal_segment_scan backup_label
-    tablespace_map pg_control recovery_target)
+    tablespace_map pg_control recovery_target archive_command)
 read -r -a TARGETS <<< "${FUZZ_TARGETS:-${ALL_TARGETS[*]}}"
 
 # Golden vectors in format-spec/vectors/ that seed each target.
